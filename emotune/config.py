@@ -1,0 +1,282 @@
+"""Settings: frozen dataclasses, loaded from YAML and ``--set key=value`` overrides.
+
+Layers, each overriding the one before: ``experiments/defaults.yaml`` (shipped inside the package
+as ``emotune/defaults.yaml``), an optional ``--config FILE`` holding any subset of its keys, and
+``--set`` pairs. A key is ``section.name`` or, when unambiguous, just ``name``; a few aliases
+(``lr``, ``batch``, ``embedding_mode``...) are accepted too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emotune.errors import ConfigError
+
+DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
+
+MODEL_TYPES = ("gru", "lstm", "cnn")
+EMBEDDING_MODES = ("frozen", "fine-tuned", "multichannel")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+def _check(ok: bool, key: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigError(
+            f"`{key}` must be {expected}. Received: {key}={value!r}. "
+            f"Fix it in your config file or with --set {key}=..."
+        )
+
+
+def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        hint = difflib.get_close_matches(str(value), choices, n=1)
+        did = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise ConfigError(
+            f"unknown {key} {value!r}: expected one of {', '.join(choices)}.{did}"
+        )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str | None = None  # a directory of split files, or one file to split; None: default
+    dataset: str = "emotion"
+    text_column: str = "text"
+    label_column: str = "label"
+    label_names: tuple[str, ...] | None = None  # maps integer labels to names, in order
+    val_fraction: float = 0.1  # used only when the data has no val split
+    test_fraction: float = 0.1  # used only when the data has no test split
+    split_seed: int = 42
+    max_len_percentile: float = 100.0
+    min_count: int = 1
+
+    def __post_init__(self) -> None:
+        for key in ("val_fraction", "test_fraction"):
+            v = getattr(self, key)
+            _check(0 < v < 1, key, v, "between 0 and 1 (exclusive)")
+        _check(self.val_fraction + self.test_fraction < 1, "val_fraction",
+               self.val_fraction, "less than 1 - test_fraction")
+        _check(0 < self.max_len_percentile <= 100, "max_len_percentile",
+               self.max_len_percentile, "in (0, 100]")
+        _check(self.min_count >= 1, "min_count", self.min_count, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class EmbeddingsConfig:
+    source: str = "glove-6b-50d"  # the packaged vectors, or a GloVe .txt / .zip path
+    member: str | None = None  # which .txt inside a .zip holding several
+    cache_dir: str = "embeddings"
+    oov_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    type: str = "gru"
+    units: int = 128  # RNN units, or CNN filters per kernel size
+    bidirectional: bool = False
+    mask: bool = True  # RNNs skip padding; CNNs ignore this
+    dropout: float = 0.5
+    embedding: str = "frozen"  # frozen | fine-tuned | multichannel
+    kernel_sizes: tuple[int, ...] = (3, 4, 5)
+
+    def __post_init__(self) -> None:
+        _one_of("model", self.type, MODEL_TYPES)
+        _one_of("embedding mode", self.embedding, EMBEDDING_MODES)
+        _check(self.units >= 1, "units", self.units, "an integer >= 1")
+        _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
+        _check(len(self.kernel_sizes) > 0 and all(k >= 1 for k in self.kernel_sizes),
+               "kernel_sizes", list(self.kernel_sizes), "a non-empty list of integers >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    lr: float = 0.001
+    momentum: float = 0.0  # sgd only
+    clipnorm: float | None = None
+    batch_size: int = 32
+    epochs: int = 10
+    patience: int = 3
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _check(self.lr > 0, "lr", self.lr, "> 0")
+        _check(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
+        _check(self.clipnorm is None or self.clipnorm > 0, "clipnorm", self.clipnorm,
+               "> 0 or null")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        _check(self.patience >= 1, "patience", self.patience, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out = dataclasses.asdict(self)
+        for section in out.values():  # tuples -> lists so YAML/JSON stay plain
+            for k, v in section.items():
+                if isinstance(v, tuple):
+                    section[k] = list(v)
+        return out
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(Config)
+
+ALIASES = {
+    "learning_rate": "train.lr",
+    "batch": "train.batch_size",
+    "embedding_mode": "model.embedding",
+    "filters": "model.units",
+    "model_type": "model.type",
+    "glove": "embeddings.source",
+}
+
+
+def _all_keys() -> dict[str, str]:
+    """Every accepted key -> its ``section.name``."""
+    keys: dict[str, str] = {}
+    bare: dict[str, list[str]] = {}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            keys[f"{section}.{f.name}"] = f"{section}.{f.name}"
+            bare.setdefault(f.name, []).append(f"{section}.{f.name}")
+    for name, full in bare.items():
+        if len(full) == 1:
+            keys[name] = full[0]
+    keys.update(ALIASES)
+    return keys
+
+
+def resolve_key(key: str) -> tuple[str, str]:
+    """``lr`` -> ``("train", "lr")``; unknown keys raise with a suggestion."""
+    keys = _all_keys()
+    if key not in keys:
+        hint = difflib.get_close_matches(key, keys, n=1)
+        did = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise ConfigError(
+            f"unknown setting {key!r}.{did} See experiments/defaults.yaml for every setting."
+        )
+    section, name = keys[key].split(".")
+    return section, name
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    """Turn a YAML value into the field's type, or raise a ConfigError."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is tuple:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_coerce(args[0], v, key) for v in items)
+    if hint in (int, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"`{key}` must be true or false. Received: {key}={value!r}.")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"`{key}` must be an integer. Received: {key}={value!r}.")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"`{key}` must be a number. Received: {key}={value!r}.")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"`{key}` must be a string. Received: {key}={value!r}.")
+    raise AssertionError(f"unsupported config type {hint!r}")  # a bug, not user input
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist: check the path given to --config")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{p}{at}: {problem}; fix the YAML syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p} is not UTF-8 text; save it as UTF-8") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p} must hold a mapping of sections (data, model, train...)")
+    return data
+
+
+def _flatten(tree: dict[str, Any], origin: str) -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` or ``{"lr": 1}`` -> ``{"train.lr": 1}``."""
+    flat: dict[str, Any] = {}
+    for k, v in tree.items():
+        if k in SECTIONS:
+            if not isinstance(v, dict):
+                raise ConfigError(f"{origin}: section `{k}` must be a mapping of settings")
+            for name, value in v.items():
+                flat[".".join(resolve_key(f"{k}.{name}"))] = value
+        else:
+            flat[".".join(resolve_key(str(k)))] = v
+    return flat
+
+
+def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
+    """``["lr=0.01", "model.units=64"]`` -> ``{"train.lr": 0.01, "model.units": 64}``."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r} needs the form key=value, e.g. --set lr=0.001")
+        key, raw = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out[".".join(resolve_key(key.strip()))] = value
+    return out
+
+
+def build_config(
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    defaults_file: Path = DEFAULTS_FILE,
+) -> Config:
+    """Defaults, then ``config_file``, then ``overrides`` (keys as accepted by ``--set``)."""
+    values = _flatten(read_yaml(defaults_file), str(defaults_file))
+    if config_file is not None:
+        values.update(_flatten(read_yaml(config_file), str(config_file)))
+    values.update(_flatten(overrides or {}, "--set"))
+    sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for full, value in values.items():
+        section, name = full.split(".")
+        hint = typing.get_type_hints(SECTIONS[section])[name]
+        sections[section][name] = _coerce(hint, value, name)
+    return Config(**{s: SECTIONS[s](**kw) for s, kw in sections.items()})
+
+
+def save_config(config: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,118 @@
+"""One model builder; encoders differ, everything around them is shared.
+
+``build_model`` = token ids -> embedding (frozen, fine-tuned or multichannel) -> encoder ->
+dropout -> softmax, compiled with the configured optimizer. Encoders live in ``ENCODERS``; adding
+one is a function and a decorator. RNN settings stay cuDNN-compatible (tanh/sigmoid, no
+recurrent dropout, no unroll, right padding) so the same model runs the fast kernel on a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from emotune.config import ModelConfig, TrainConfig
+from emotune.errors import ConfigError
+
+Encoder = Callable[[Any, ModelConfig], Any]
+ENCODERS: dict[str, Encoder] = {}
+
+
+def encoder(name: str) -> Callable[[Encoder], Encoder]:
+    def register(fn: Encoder) -> Encoder:
+        ENCODERS[name] = fn
+        return fn
+
+    return register
+
+
+def _rnn(layer_cls: Any, x: Any, cfg: ModelConfig) -> Any:
+    layer = layer_cls(cfg.units)  # cuDNN-compatible defaults; returns the last state
+    if cfg.bidirectional:
+        from keras import layers
+
+        layer = layers.Bidirectional(layer)
+    return layer(x)
+
+
+@encoder("gru")
+def gru(x: Any, cfg: ModelConfig) -> Any:
+    from keras import layers
+
+    return _rnn(layers.GRU, x, cfg)
+
+
+@encoder("lstm")
+def lstm(x: Any, cfg: ModelConfig) -> Any:
+    from keras import layers
+
+    return _rnn(layers.LSTM, x, cfg)
+
+
+@encoder("cnn")
+def cnn(x: Any, cfg: ModelConfig) -> Any:
+    """Kim (2014): parallel convolutions of several widths, each max-pooled over time."""
+    from keras import layers
+
+    pooled = [
+        layers.GlobalMaxPooling1D()(
+            layers.Conv1D(cfg.units, k, padding="same", activation="relu")(x))
+        for k in cfg.kernel_sizes
+    ]
+    return pooled[0] if len(pooled) == 1 else layers.Concatenate()(pooled)
+
+
+def make_optimizer(cfg: TrainConfig) -> Any:
+    import keras
+
+    kwargs: dict[str, Any] = {"learning_rate": cfg.lr}
+    if cfg.clipnorm is not None:
+        kwargs["clipnorm"] = cfg.clipnorm
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(**kwargs)
+    if cfg.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(**kwargs)
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=cfg.momentum, **kwargs)
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}: expected adam, rmsprop or sgd")
+
+
+def _embedding(matrix: np.ndarray, trainable: bool, mask: bool, name: str) -> Any:
+    from keras import layers
+
+    # Weights are set after build: an initializer holding the matrix would be written into
+    # the model's JSON config.
+    layer = layers.Embedding(matrix.shape[0], matrix.shape[1], mask_zero=mask,
+                             trainable=trainable, name=name)
+    layer.build((None, None))
+    layer.set_weights([matrix])
+    return layer
+
+
+def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
+                num_classes: int) -> Any:
+    """A compiled Keras model for ``model.type`` over ``embedding`` (vocab x dim)."""
+    import keras
+    from keras import layers
+
+    if model.type not in ENCODERS:
+        raise ConfigError(f"unknown model {model.type!r}: expected one of "
+                          f"{', '.join(sorted(ENCODERS))}")
+    mask = model.mask and model.type != "cnn"
+    ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    if model.embedding == "multichannel":
+        x = layers.Concatenate(name="channels")([
+            _embedding(embedding, False, mask, "embedding_static")(ids),
+            _embedding(embedding, True, mask, "embedding_tuned")(ids),
+        ])
+    else:
+        x = _embedding(embedding, model.embedding == "fine-tuned", mask, "embedding")(ids)
+    x = ENCODERS[model.type](x, model)
+    x = layers.Dropout(model.dropout)(x)
+    out = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
+    net = keras.Model(ids, out, name=f"emotune_{model.type}")
+    net.compile(optimizer=make_optimizer(train), loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"])
+    return net

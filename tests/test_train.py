@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emotune.config import build_config, parse_sets
+from emotune.data import Encoded
+from emotune.errors import TrainingError
+from emotune.train import epoch_batches, fit, load_inputs, steps_per_epoch, write_run
+
+
+def _encoded(n=203, max_len=12, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, max_len + 1, size=n).astype(np.int32)
+    ids = np.zeros((n, max_len), dtype=np.int32)
+    for i, L in enumerate(lengths):
+        ids[i, :L] = rng.integers(2, 50, size=L)
+    return Encoded(ids, lengths, np.arange(n, dtype=np.int32))  # label = row number
+
+
+@pytest.mark.parametrize("batch", [1, 16, 32, 203, 500])
+def test_epoch_batches_cover_every_row_once_and_pad_per_batch(batch):
+    enc = _encoded()
+    batches = epoch_batches(enc, batch, np.random.default_rng(1), chunk_batches=3)
+    assert len(batches) == steps_per_epoch(203, batch)
+    rows = np.concatenate([y for _, y in batches])
+    assert sorted(rows.tolist()) == list(range(203))
+    for x, y in batches:
+        assert x.shape[1] == enc.lengths[y].max()  # padded to its own longest row
+        np.testing.assert_array_equal(x, enc.ids[y, : x.shape[1]])
+
+
+def test_epoch_batches_sort_within_chunks_and_reshuffle():
+    enc = _encoded(n=1000, max_len=40)
+    rng = np.random.default_rng(0)
+    first = epoch_batches(enc, 10, rng, chunk_batches=50)
+    second = epoch_batches(enc, 10, rng)
+    # Length-sorted chunks: a batch's rows are close in length, so padding is small.
+    padding = sum(x.size - enc.lengths[y].sum() for x, y in first)
+    assert padding < 0.05 * enc.lengths.sum()
+    assert [y.tolist() for _, y in first] != [y.tolist() for _, y in second]
+
+
+def test_fit_learns_is_deterministic_and_restores_the_best_epoch(tiny_sets):
+    config = build_config(overrides=parse_sets(tiny_sets + ["epochs=8", "units=16",
+                                                            "lr=0.02", "dropout=0.2"]))
+    _, prepared, emb = load_inputs(config)
+    a = fit(config, prepared, emb)
+    b = fit(config, prepared, emb)
+    assert a.metrics["val_accuracy"] > 0.8  # cue words make the tiny task easy; chance is 1/3
+    assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
+    best = a.history["val_loss"].idxmin()
+    assert a.metrics["best_epoch"] == best + 1
+    # restore_best_weights: the reported val loss is the best epoch's, not the last one's.
+    assert a.metrics["val_loss"] == pytest.approx(a.history["val_loss"][best], rel=1e-3)
+    assert a.metrics["epochs_run"] == len(a.history) <= 8
+
+
+def test_early_stopping_uses_patience(tiny_sets):
+    # A learning rate of 0 never improves val loss: stop after 1 + patience epochs.
+    config = build_config(overrides=parse_sets(tiny_sets + ["epochs=10", "patience=2",
+                                                            "optimizer=sgd", "lr=1e-12"]))
+    _, prepared, emb = load_inputs(config)
+    r = fit(config, prepared, emb)
+    assert r.metrics["epochs_run"] == 3
+
+
+def test_divergence_is_a_clear_error(tiny_sets):
+    config = build_config(overrides=parse_sets(tiny_sets + ["optimizer=sgd", "lr=1e39",
+                                                            "embedding=fine-tuned"]))
+    _, prepared, emb = load_inputs(config)
+    with pytest.raises(TrainingError, match="NaN .* lower the learning rate"):
+        fit(config, prepared, emb)
+
+
+def test_write_run_records_everything(tiny_sets, tmp_path):
+    config = build_config(overrides=parse_sets(tiny_sets))
+    _, prepared, emb = load_inputs(config)
+    result = fit(config, prepared, emb)
+    run = write_run(tmp_path / "run", config, result, prepared, emb)
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "history.csv",
+                                                     "metrics.json"]
+    m = json.loads((run / "metrics.json").read_text())
+    for key in ("val_accuracy", "val_loss", "val_macro_f1", "seed", "data_checksum",
+                "versions", "embedding", "best_epoch"):
+        assert key in m
+    assert m["data_checksum"] == prepared.checksum
+    assert m["versions"]["tensorflow"] != "not installed"
+    assert build_config(run / "config.yaml") == config  # the saved config reproduces the run
+    assert not list(tmp_path.glob(".run.partial*"))
