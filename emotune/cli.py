@@ -78,6 +78,9 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
     import warnings
 
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # retracing notices between trials
     warnings.filterwarnings("ignore", module="keras")
 
 
@@ -115,6 +118,91 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"val_macro_f1 {r['val_macro_f1']:.4f}  best_epoch {r['best_epoch']}/"
           f"{r['epochs_run']}  {r['seconds']:.1f}s")
     print(f"run folder: {run_dir}")
+    return 0
+
+
+def _study_from_args(args: argparse.Namespace, config: Any) -> Any:
+    from emotune.search import Study
+    from emotune.space import PARAMS, SearchSpace, resolve_param
+
+    if not args.param and not args.strategy:
+        raise EmotuneError("say what to search: --param NAME (or all) for a one-at-a-time "
+                           "sweep, or --strategy grid|bayesian|random|hyperband for a joint "
+                           "search")
+    names = [n.strip() for n in (args.param or "all").split(",") if n.strip()]
+    params = list(PARAMS) if names == ["all"] else [resolve_param(n) for n in names]
+    if len(set(params)) != len(params):
+        raise EmotuneError(f"--param names a parameter twice: {args.param}")
+    strategy = args.strategy or "sweep"
+    sweep = strategy == "sweep"
+    SearchSpace(config, params, sweep)  # checks every value before any data is read
+    trials = None if sweep or strategy == "hyperband" else config.search.trials
+    return Study(config.model.type, tuple(params), strategy, trials, config.search.repeats,
+                 args.sample, config.search.prune)
+
+
+def _table(frame: Any, columns: list[str]) -> str:
+    """A plain-text table of ``columns`` (floats to 4 places)."""
+    def cell(value: Any, column: str) -> str:
+        if isinstance(value, float) and (value.is_integer() or column == "lr"):
+            return f"{value:g}"
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    cells = [list(columns)]
+    cells += [[cell(row[c], c) for c in columns] for _, row in frame.iterrows()]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from emotune.data import subsample
+    from emotune.progress import log
+    from emotune.results import top
+    from emotune.search import parse_budget, run_search
+    from emotune.space import PARAMS
+    from emotune.train import load_inputs
+
+    extra: dict[str, Any] = {"model.type": args.model} if args.model else {}
+    for key, value in (("search.trials", args.trials), ("search.repeats", args.repeats),
+                       ("train.epochs", args.epochs)):
+        if value is not None:
+            extra[key] = value
+    if args.prune:
+        extra["search.prune"] = True
+    config = _load_config(args, extra)
+    budget_s = parse_budget(args.budget)
+    if args.sample is not None and args.sample < 1:
+        raise EmotuneError(f"--sample must be a positive number of rows. Received: "
+                           f"{args.sample}")
+    study = _study_from_args(args, config)
+    label = "all" if len(study.params) == len(PARAMS) else "-".join(study.params)
+    name = f"{study.model}-{label}" if study.sweep else f"{study.model}-{study.strategy}"
+    project = Path(args.project or Path("runs") / name)
+    _, prepared, embedding = load_inputs(config)
+    if args.sample:
+        prepared = subsample(prepared, args.sample, config.data.split_seed)
+    if not args.debug:
+        _import_tensorflow_quietly()
+    log(f"study {project}: {study.describe()}; {len(prepared.train.labels)} training rows"
+        f"{f', {study.repeats} seeds each' if study.repeats > 1 else ''}")
+    outcome = run_search(study, config, prepared, embedding, project=project,
+                         overwrite=args.overwrite, keep_models=args.keep_models,
+                         budget_s=budget_s)
+    frame = outcome.trials
+    best = top(frame, 5)
+    if not best.empty:
+        cols = ["trial_id", "status", *study.params, "val_accuracy", "val_loss", "best_epoch",
+                "epochs_run", "seconds"]
+        if study.repeats > 1:
+            cols.insert(cols.index("val_loss"), "val_accuracy_std")
+        print(_table(best, cols))
+    counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
+    print(f"{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
+          f"{outcome.trained_now} trained in this run, {outcome.seconds:.0f}s")
+    if outcome.budget_spent:
+        print(f"budget {args.budget} spent: no new trial was started; run the same command "
+              f"again to continue")
+    print(f"trials: {project / 'trials.csv'}")
     return 0
 
 
@@ -195,6 +283,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="run folder to create (default: runs/train/<model>-<mode>-<time>)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "search", parents=[common], help="one-at-a-time sweeps and joint KerasTuner searches",
+        description="Search hyperparameters with KerasTuner. --param NAME sweeps one "
+                    "parameter over its values (search.sweeps) with the others at their "
+                    "defaults; --param all runs the six sweeps as one study, training the "
+                    "shared default configuration once; --strategy runs a joint search. Every "
+                    "trial uses early stopping; the objective is val accuracy at the best "
+                    "epoch. Running the same command again resumes the study.")
+    p.add_argument("--model", choices=["gru", "lstm", "cnn"],
+                   help="model type (default: model.type of the config, gru)")
+    p.add_argument("--param", metavar="NAME",
+                   help="parameter(s) to sweep one at a time: lr, batch_size, units, dropout, "
+                        "optimizer, embedding (comma-separated), or all")
+    p.add_argument("--strategy", choices=["grid", "bayesian", "random", "hyperband"],
+                   help="joint search over all parameters (or those given by --param)")
+    p.add_argument("--trials", type=int, help="joint searches: at most N trials "
+                                              "(search.trials, default 20)")
+    p.add_argument("--repeats", type=int, metavar="K",
+                   help="train every configuration with K seeds; keep mean and std")
+    p.add_argument("--prune", action="store_true",
+                   help="median stopping: stop a trial whose val accuracy falls below the "
+                        "median of finished trials at the same epoch (grid/bayesian/random)")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="start no new trial after this long (e.g. 15m, 1h30m); the current "
+                        "one finishes; rerun to continue")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="train on a stratified subsample of N training rows (smoke runs)")
+    p.add_argument("--epochs", type=int, help="at most this many epochs per trial")
+    p.add_argument("--project", metavar="DIR",
+                   help="study folder (default: runs/<model>-<param or strategy>)")
+    p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep every trial's model, not only the best one")
+    _config_options(p)
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("data", help="inspect a dataset", description="Inspect a dataset.")
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser,

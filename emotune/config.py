@@ -118,19 +118,49 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    # name -> values of its one-at-a-time sweep (and its choices in joint searches); the names
+    # are those of emotune.space.PARAMS, each sweep's default is the model/train value
+    sweeps: dict[str, tuple] = field(default_factory=dict)
+    trials: int = 20  # joint searches: at most this many trials
+    repeats: int = 1  # seeds per configuration; results keep mean and std
+    prune: bool = False  # median-stopping rule (grid, bayesian, random)
+    prune_warmup: int = 2  # epochs before a trial may be pruned
+    prune_min_trials: int = 3  # finished trials needed before pruning starts
+    hyperband_factor: int = 3
+
+    def __post_init__(self) -> None:
+        _check(self.trials >= 1, "trials", self.trials, "an integer >= 1")
+        _check(self.repeats >= 1, "repeats", self.repeats, "an integer >= 1")
+        _check(self.prune_warmup >= 1, "prune_warmup", self.prune_warmup, "an integer >= 1")
+        _check(self.prune_min_trials >= 1, "prune_min_trials", self.prune_min_trials,
+               "an integer >= 1")
+        _check(self.hyperband_factor >= 2, "hyperband_factor", self.hyperband_factor,
+               "an integer >= 2")
+        for name, values in self.sweeps.items():
+            _check(len(values) > 0, f"sweeps.{name}", list(values), "a non-empty list")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         out = dataclasses.asdict(self)
-        for section in out.values():  # tuples -> lists so YAML/JSON stay plain
-            for k, v in section.items():
-                if isinstance(v, tuple):
-                    section[k] = list(v)
-        return out
+        return _plain(out)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively, so YAML and JSON stay plain."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)
@@ -182,9 +212,15 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, key)
-    if origin is tuple:
+    if origin is tuple or hint is tuple:
         items = value if isinstance(value, (list, tuple)) else [value]
-        return tuple(_coerce(args[0], v, key) for v in items)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, key) for v in items)
+        return tuple(items)  # bare `tuple`: values are checked by their consumer
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"`{key}` must be a mapping. Received: {key}={value!r}.")
+        return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
     if hint in (int, float) and isinstance(value, str):
         try:  # YAML 1.1 reads 1e-4 (no dot) as a string
             value = float(value)
@@ -246,7 +282,8 @@ def _flatten(tree: dict[str, Any], origin: str) -> dict[str, Any]:
 
 
 def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
-    """``["lr=0.01", "model.units=64"]`` -> ``{"train.lr": 0.01, "model.units": 64}``."""
+    """``["lr=0.01", "sweeps.lr=[0.1]"]`` -> ``{"train.lr": 0.01, "search.sweeps": {"lr": [0.1]}}``.
+    """
     out: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
@@ -256,8 +293,21 @@ def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        parts = key.strip().split(".")
+        if len(parts) > 1 and parts[-2] == "sweeps":  # sweeps.lr / search.sweeps.lr
+            _merge(out, {"search.sweeps": {parts[-1]: value}})
+            continue
         out[".".join(resolve_key(key.strip()))] = value
     return out
+
+
+def _merge(values: dict[str, Any], new: dict[str, Any]) -> None:
+    """Update ``values``; mappings (``search.sweeps``) are merged key by key."""
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(values.get(k), dict):
+            values[k] = {**values[k], **v}
+        else:
+            values[k] = v
 
 
 def build_config(
@@ -268,8 +318,19 @@ def build_config(
     """Defaults, then ``config_file``, then ``overrides`` (keys as accepted by ``--set``)."""
     values = _flatten(read_yaml(defaults_file), str(defaults_file))
     if config_file is not None:
-        values.update(_flatten(read_yaml(config_file), str(config_file)))
-    values.update(_flatten(overrides or {}, "--set"))
+        _merge(values, _flatten(read_yaml(config_file), str(config_file)))
+    _merge(values, _flatten(overrides or {}, "--set"))
+    return _assemble(values)
+
+
+def override(config: Config, values: dict[str, Any]) -> Config:
+    """``config`` with some settings replaced; keys as accepted by ``--set``."""
+    flat = {f"{s}.{k}": v for s, kw in dataclasses.asdict(config).items() for k, v in kw.items()}
+    _merge(flat, _flatten(values, "override"))
+    return _assemble(flat)
+
+
+def _assemble(values: dict[str, Any]) -> Config:
     sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for full, value in values.items():
         section, name = full.split(".")

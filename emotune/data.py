@@ -395,6 +395,26 @@ def prepare(dataset: Dataset, cfg: DataConfig) -> Prepared:
                     dict(counts), dataset.checksum)
 
 
+def subsample(prepared: Prepared, n: int, seed: int) -> Prepared:
+    """``prepared`` with a stratified, seeded subsample of ``n`` training rows (smoke runs)."""
+    import dataclasses
+
+    from sklearn.model_selection import train_test_split
+
+    total = len(prepared.train.labels)
+    if n >= total:
+        return prepared
+    if n < prepared.num_classes:
+        raise DataError(f"--sample {n} is smaller than the number of labels "
+                        f"({prepared.num_classes}); sample at least that many rows")
+    keep, _ = train_test_split(np.arange(total), train_size=n, random_state=seed,
+                               stratify=prepared.train.labels)
+    keep = np.sort(keep)
+    t = prepared.train
+    return dataclasses.replace(prepared, train=Encoded(t.ids[keep], t.lengths[keep],
+                                                       t.labels[keep]))
+
+
 # ---------------------------------------------------------------- `emotune data info`
 
 

@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
@@ -102,20 +103,25 @@ def padded(enc: Encoded) -> np.ndarray:
 # ---------------------------------------------------------------- fit
 
 
-def _progress_callback(epochs: int, steps: int) -> Any:
+EpochHook = Callable[[int, dict], bool]  # (epoch from 1, logs) -> True to stop the trial
+
+
+def _progress_callback(epochs: int, steps: int, prefix: str, on_epoch: EpochHook | None
+                       ) -> Any:
     import keras
 
     class EpochLog(keras.callbacks.Callback):
-        """Per-epoch lines (and a batch bar on a terminal); records seconds per epoch."""
+        """Per-epoch lines (a batch bar on a terminal); seconds per epoch; NaN and hook stops."""
 
         def __init__(self) -> None:
             super().__init__()
             self.seconds: list[float] = []
             self.nan_epoch: int | None = None
+            self.stopped_by_hook = False
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             self._t = time.perf_counter()
-            self._bar = bar(steps, f"epoch {epoch + 1}/{epochs}")
+            self._bar = bar(steps, f"{prefix}epoch {epoch + 1}/{epochs}")
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             self._bar.update(1)
@@ -126,13 +132,16 @@ def _progress_callback(epochs: int, steps: int) -> Any:
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self._bar.close()
-            logs = logs or {}
+            logs = {k: float(v) for k, v in (logs or {}).items()}
             self.seconds.append(time.perf_counter() - self._t)
-            log(f"epoch {epoch + 1:>2}/{epochs}  loss {logs.get('loss', float('nan')):.4f}  "
-                f"acc {logs.get('accuracy', float('nan')):.4f}  "
-                f"val_loss {logs.get('val_loss', float('nan')):.4f}  "
-                f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  "
+            log(f"{prefix}epoch {epoch + 1:>2}/{epochs}  loss {logs.get('loss', math.nan):.4f}  "
+                f"acc {logs.get('accuracy', math.nan):.4f}  "
+                f"val_loss {logs.get('val_loss', math.nan):.4f}  "
+                f"val_acc {logs.get('val_accuracy', math.nan):.4f}  "
                 f"{self.seconds[-1]:.1f}s")
+            if on_epoch is not None and on_epoch(epoch + 1, logs):
+                self.stopped_by_hook = True
+                self.model.stop_training = True
 
     return EpochLog()
 
@@ -150,10 +159,16 @@ class TrainResult:
     model: Any
     history: Any  # pandas DataFrame, one row per epoch
     metrics: dict[str, Any]
+    stopped_by_hook: bool = False  # ``on_epoch`` asked to stop (a pruned trial)
 
 
-def fit(config: Config, prepared: Prepared, embedding: Embedding) -> TrainResult:
-    """Train ``config`` on ``prepared`` (nothing is read from disk here); evaluate on val."""
+def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
+        on_epoch: EpochHook | None = None, prefix: str = "") -> TrainResult:
+    """Train ``config`` on ``prepared`` (nothing is read from disk here); evaluate on val.
+
+    ``on_epoch(epoch, logs)`` runs after each epoch; returning True stops training there.
+    Early stopping restores the best epoch's weights, and the metrics are that epoch's.
+    """
     import keras
     import pandas as pd
     from sklearn.metrics import f1_score
@@ -161,10 +176,11 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding) -> TrainResult
     from emotune.models import build_model
 
     tc = config.train
+    keras.backend.clear_session()  # no state piles up across trials
     seed_everything(tc.seed)
     model = build_model(config.model, tc, embedding.matrix, prepared.num_classes)
     steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)
-    progress = _progress_callback(tc.epochs, steps)
+    progress = _progress_callback(tc.epochs, steps, prefix, on_epoch)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=tc.patience,
                                          restore_best_weights=True)
     x_val, y_val = padded(prepared.val), prepared.val.labels
@@ -198,7 +214,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding) -> TrainResult
         "seconds": round(seconds, 2),
         "params": int(model.count_params()),
     }
-    return TrainResult(model, history, metrics)
+    return TrainResult(model, history, metrics, progress.stopped_by_hook)
 
 
 # ---------------------------------------------------------------- `emotune train`

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from conftest import BENCHMARK_DATA, make_rows, write_txt
@@ -34,7 +35,7 @@ def test_version(capsys):
 
 
 @pytest.mark.parametrize("argv", [[], ["train"], ["data"], ["data", "info"], ["embeddings"],
-                                  ["embeddings", "info"]])
+                                  ["embeddings", "info"], ["search"]])
 def test_help_on_every_command(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main([*argv, "--help"])
@@ -120,3 +121,32 @@ def test_data_info_on_the_benchmark_data(capsys):
     assert info["splits"]["train"]["per_label"] == {
         "sadness": 4666, "joy": 5362, "love": 1304, "anger": 2159, "fear": 1937, "surprise": 572}
     assert info["shared_texts"] == {"train&val": 5, "train&test": 11, "val&test": 3}
+
+
+def test_search_end_to_end_on_tiny_data_then_resume(tiny_sets, tmp_path, capsys):
+    project = tmp_path / "study"
+    sets = [x for s in tiny_sets for x in ("--set", s)]
+    argv = ["search", "--model", "gru", "--param", "dropout", "--set", "sweeps.dropout=[0.2, 0.5]",
+            *sets, "--project", str(project)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 trials (2 completed); 2 trained in this run" in out
+    trials = pd.read_csv(project / "trials.csv")
+    assert sorted(trials["dropout"]) == [0.2, 0.5]
+    assert (project / "best_model.keras").is_file()
+    # No checkpoint per trial (KerasTuner issue #288): only the best model is kept.
+    assert not list((project / "kt").glob("trial_*/*.keras"))
+    assert not list((project / "kt").glob("trial_*/checkpoint*"))
+    assert main(argv) == 0  # the same command again resumes: nothing left to train
+    assert "0 trained in this run" in capsys.readouterr().out
+
+
+def test_search_usage_errors(tiny_data):
+    assert_one_line_error(run_cli("search", "--data", str(tiny_data)), "say what to search")
+    assert_one_line_error(run_cli("search", "--param", "lrr", "--data", str(tiny_data)),
+                          "unknown parameter 'lrr'. Did you mean 'lr'?")
+    assert_one_line_error(run_cli("search", "--param", "lr", "--set", "sweeps.lr=[0.1, -1]",
+                                  "--data", str(tiny_data)), "`lr` must be > 0")
+    assert_one_line_error(run_cli("search", "--param", "lr", "--budget", "soon"),
+                          "not a duration")
+    assert_one_line_error(run_cli("search", "--strategy", "genetic"), "invalid choice", 2)

@@ -1,0 +1,123 @@
+"""Studies on disk -> pandas DataFrames. Pure reading; nothing here trains or draws.
+
+A study folder holds ``study.json`` (what was searched), ``trials.csv`` and KerasTuner's own
+project in ``kt/``: one ``trial_<id>/`` per trial with KerasTuner's ``trial.json`` and emotune's
+``emotune.json`` (full hyperparameters, status, reason, per-seed metrics) and ``history.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from emotune.errors import EmotuneError
+
+KT_DIR = "kt"
+METRICS = ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch", "epochs_run",
+           "train_accuracy", "train_loss", "seconds")
+KT_STATUS = {"RUNNING": "running", "IDLE": "running", "COMPLETED": "completed",
+             "INVALID": "failed", "FAILED": "failed", "STOPPED": "failed"}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise EmotuneError(f"{path} cannot be read ({e}); the study folder is damaged — "
+                           f"restore the file or start over with --overwrite") from None
+
+
+def trial_dirs(project: Path) -> list[Path]:
+    return sorted((project / KT_DIR).glob("trial_*"))
+
+
+def _last_line(message: str | None) -> str:
+    lines = [x.strip() for x in (message or "").strip().splitlines() if x.strip()]
+    return lines[-1] if lines else ""
+
+
+def trial_row(trial_dir: Path) -> dict[str, Any]:
+    """One trials.csv row from a trial's files."""
+    kt = read_json(trial_dir / "trial.json")
+    mine_path = trial_dir / "emotune.json"
+    mine = read_json(mine_path) if mine_path.is_file() else {}
+    row: dict[str, Any] = {"trial_id": kt["trial_id"]}
+    status = mine.get("status") or KT_STATUS.get(kt.get("status", ""), "running")
+    if kt.get("status") in ("INVALID", "FAILED") and status == "running":
+        status = "failed"
+    row["status"] = status
+    row["reason"] = mine.get("reason") or (
+        _last_line(kt.get("message")) if status == "failed" else "")
+    row.update(mine.get("hyperparameters") or kt.get("hyperparameters", {}).get("values", {}))
+    per_seed = mine.get("runs", [])
+    for m in METRICS:
+        vals = [r[m] for r in per_seed if r.get(m) is not None]
+        row[m] = sum(vals) / len(vals) if vals else math.nan
+        if m in ("val_accuracy", "val_loss"):
+            row[f"{m}_std"] = _std(vals)
+    row["seconds"] = sum(r.get("seconds", 0.0) for r in per_seed) if per_seed else math.nan
+    row["seeds"] = " ".join(str(r["seed"]) for r in per_seed)
+    row["sweeps"] = " ".join(mine.get("sweeps", []))
+    return row
+
+
+def _std(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0 if values else math.nan
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def load_trials(project: str | Path) -> Any:
+    """Every trial of a study as a DataFrame, straight from the trial files."""
+    import pandas as pd
+
+    project = Path(project)
+    if not (project / KT_DIR).is_dir():
+        raise EmotuneError(f"{project} is not an emotune study (no {KT_DIR}/ folder); "
+                           f"give the --project of an `emotune search`")
+    rows = [trial_row(d) for d in trial_dirs(project) if (d / "trial.json").is_file()]
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values("trial_id", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def write_trials_csv(project: Path) -> Any:
+    frame = load_trials(project)
+    atomic_write_text(project / "trials.csv", frame.to_csv(index=False))
+    return frame
+
+
+def trial_history(project: str | Path, trial_id: str) -> Any:
+    """Per-epoch history of one trial (every seed, a ``seed`` column)."""
+    import pandas as pd
+
+    path = Path(project) / KT_DIR / f"trial_{trial_id}" / "history.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def top(frame: Any, n: int = 5, objective: str = "val_accuracy") -> Any:
+    """The ``n`` best completed (or pruned) trials, best first."""
+    if frame.empty:
+        return frame
+    done = frame[frame["status"].isin(["completed", "pruned"])]
+    return done.sort_values([objective, "val_loss"], ascending=[False, True]).head(n)

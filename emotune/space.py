@@ -1,0 +1,146 @@
+"""The search space, defined once, and the KerasTuner HyperModel that maps ``hp`` to a Config.
+
+``PARAMS`` names each tunable parameter and the setting it drives; its values (sweep values in
+one-at-a-time studies, choices in joint searches) come from ``search.sweeps`` in
+``experiments/defaults.yaml``, and its default is the model/train setting. Adding a parameter is
+one line here and one list in the YAML.
+
+One-at-a-time sweeps become a single KerasTuner hyperparameter ``point`` whose values are the
+distinct configurations: the default one, then each sweep's other values. A configuration shared
+by several sweeps (always the default) is therefore one point, trained once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from emotune.config import Config, override
+from emotune.errors import ConfigError
+
+POINT = "point"  # the hyperparameter of one-at-a-time studies
+DEFAULT_POINT = "default"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    key: str  # the setting it drives, as accepted by --set
+    log: bool = False  # plotted on a log axis
+    aliases: tuple[str, ...] = ()
+
+
+PARAMS: dict[str, Param] = {p.name: p for p in (
+    Param("lr", "train.lr", log=True, aliases=("learning_rate",)),
+    Param("batch_size", "train.batch_size", aliases=("batch",)),
+    Param("units", "model.units", aliases=("filters",)),
+    Param("dropout", "model.dropout"),
+    Param("optimizer", "train.optimizer"),
+    Param("embedding", "model.embedding", aliases=("embedding_mode",)),
+)}
+
+
+def resolve_param(name: str) -> str:
+    """A parameter name or alias -> its name; unknown names raise with a suggestion."""
+    for p in PARAMS.values():
+        if name == p.name or name in p.aliases:
+            return p.name
+    names = [*PARAMS, *(a for p in PARAMS.values() for a in p.aliases)]
+    hint = difflib.get_close_matches(name, names, n=1)
+    did = f" Did you mean {hint[0]!r}?" if hint else ""
+    raise ConfigError(f"unknown parameter {name!r}.{did} Expected one of "
+                      f"{', '.join(PARAMS)} or all")
+
+
+def default_value(config: Config, name: str) -> Any:
+    section, field = PARAMS[name].key.split(".")
+    return getattr(getattr(config, section), field)
+
+
+def values_of(config: Config, name: str) -> tuple:
+    """The sweep values of ``name``, each checked by building a config with it."""
+    if name not in config.search.sweeps:
+        raise ConfigError(f"no sweep values for {name!r}: add search.sweeps.{name} to your "
+                          f"config, e.g. --set sweeps.{name}=[...]")
+    values = tuple(config.search.sweeps[name])
+    for v in values:
+        override(config, {PARAMS[name].key: v})  # raises a ConfigError for a bad value
+    return values
+
+
+def hp_values(config: Config) -> dict[str, Any]:
+    """The tunable parameters' values in ``config`` (the trials.csv columns)."""
+    return {name: default_value(config, name) for name in PARAMS}
+
+
+def apply(config: Config, values: dict[str, Any]) -> Config:
+    """``config`` with parameter values (by parameter name) applied."""
+    return override(config, {PARAMS[n].key: v for n, v in values.items() if n in PARAMS})
+
+
+# ---------------------------------------------------------------- one-at-a-time sweeps
+
+
+def _label(name: str, value: Any) -> str:
+    return f"{name}={value}"
+
+
+def sweep_points(config: Config, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Point label -> the parameter values it sets; the default point first, no duplicates."""
+    points: dict[str, dict[str, Any]] = {DEFAULT_POINT: {}}
+    for name in names:
+        default = default_value(config, name)
+        for v in values_of(config, name):
+            if v != default:
+                points.setdefault(_label(name, v), {name: v})
+    return points
+
+
+def sweeps_of(values: dict[str, Any], config: Config, names: list[str]) -> list[str]:
+    """The sweeps a configuration belongs to: all of them for the default one."""
+    differing = [n for n in names if values[n] != default_value(config, n)]
+    if not differing:
+        return list(names)
+    return differing if len(differing) == 1 else []
+
+
+# ---------------------------------------------------------------- KerasTuner's view
+
+
+class SearchSpace:
+    """Declares the space on a KerasTuner ``HyperParameters`` and reads configs back from it."""
+
+    def __init__(self, base: Config, params: list[str], sweep: bool) -> None:
+        self.base = base
+        self.params = params
+        self.sweep = sweep
+        self.points = sweep_points(base, params) if sweep else {}
+        self.choices = {n: values_of(base, n) for n in params} if not sweep else {}
+
+    def declare(self, hp: Any) -> None:
+        if self.sweep:
+            hp.Choice(POINT, list(self.points), default=DEFAULT_POINT, ordered=False)
+            return
+        for name, values in self.choices.items():
+            default = default_value(self.base, name)
+            values = list(values) if default in values else [default, *values]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                          for v in values)
+            hp.Choice(name, values, default=default, ordered=numeric)
+
+    def config_for(self, hp_values_: dict[str, Any]) -> Config:
+        """The full Config of a trial from its KerasTuner hyperparameter values."""
+        if self.sweep:
+            return apply(self.base, self.points[hp_values_[POINT]])
+        config = apply(self.base, {n: hp_values_[n] for n in self.params if n in hp_values_})
+        epochs = hp_values_.get("tuner/epochs")  # Hyperband's budget for this trial
+        if epochs is not None:
+            config = dataclasses.replace(
+                config, train=dataclasses.replace(config.train, epochs=int(epochs)))
+        return config
+
+    def size(self) -> int | None:
+        """Number of trials a sweep has; None for joint searches (bounded by trials)."""
+        return len(self.points) if self.sweep else None

@@ -1,0 +1,248 @@
+"""Search logic with a fake trial result (no training), as KerasTuner's own tests do."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emotune import search as search_mod
+from emotune.config import build_config, parse_sets
+from emotune.errors import EmotuneError, TrainingError
+from emotune.results import load_trials
+from emotune.search import Study, parse_budget, run_search, should_prune
+from emotune.space import PARAMS, hp_values
+from emotune.train import TrainResult
+
+DEFAULT = hp_values(build_config())
+
+
+class FakePrepared:
+    checksum = "fake"
+
+
+class FakeTrainer:
+    """Scores a config by a formula; reports per-epoch values so pruning can act."""
+
+    def __init__(self, fail_on=None, clock=None, interrupt_at=None):
+        self.calls: list[dict] = []
+        self.fail_on = fail_on or (lambda values: None)
+        self.clock = clock
+        self.interrupt_at = interrupt_at
+
+    @staticmethod
+    def score(values: dict, seed: int) -> float:
+        s = 0.8 - abs(math.log10(values["lr"]) + 3) * 0.05 - abs(values["dropout"] - 0.4) * 0.1
+        s += {"adam": 0.02, "rmsprop": 0.01, "sgd": -0.1}[values["optimizer"]]
+        return s + 0.001 * (seed - 42)
+
+    def __call__(self, config, on_epoch=None, prefix=""):
+        values = {**hp_values(config), "seed": config.train.seed}
+        self.calls.append(values)
+        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
+            raise KeyboardInterrupt
+        error = self.fail_on(values)
+        if error:
+            raise error
+        if self.clock is not None:
+            self.clock[0] += 60
+        final = self.score(values, config.train.seed)
+        rows, stopped = [], False
+        for epoch in range(1, config.train.epochs + 1):
+            acc = final * (0.5 + 0.5 * epoch / config.train.epochs)
+            rows.append({"epoch": epoch, "val_accuracy": acc, "val_loss": 1 - acc,
+                         "accuracy": acc, "loss": 1 - acc})
+            if on_epoch is not None and on_epoch(epoch, rows[-1]):
+                stopped = True
+                break
+        history = pd.DataFrame(rows)
+        last = rows[-1]
+        metrics = {"val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
+                   "val_macro_f1": last["val_accuracy"] - 0.05, "best_epoch": len(rows),
+                   "epochs_run": len(rows), "train_accuracy": last["accuracy"],
+                   "train_loss": last["loss"], "seconds": 1.0}
+        return TrainResult(None, history, metrics, stopped)
+
+
+def study(params=("lr",), strategy="sweep", trials=None, repeats=1, prune=False):
+    return Study("gru", tuple(params), strategy, trials, repeats, None, prune)
+
+
+def run(tmp_path: Path, st: Study, trainer: FakeTrainer, sets=(), **kw):
+    config = build_config(overrides=parse_sets(["epochs=4", *sets]))
+    return run_search(st, config, FakePrepared(), project=tmp_path / "study", trainer=trainer,
+                      builder=lambda c: None, **kw)
+
+
+def test_sweep_visits_every_value_exactly_once(tmp_path):
+    trainer = FakeTrainer()
+    out = run(tmp_path, study(["lr"]), trainer)
+    assert sorted(c["lr"] for c in trainer.calls) == [0.0001, 0.0005, 0.001, 0.005, 0.01]
+    for c in trainer.calls:  # everything else at its default
+        assert {k: c[k] for k in PARAMS if k != "lr"} == {k: DEFAULT[k] for k in PARAMS
+                                                          if k != "lr"}
+    assert trainer.calls[0] == {**DEFAULT, "seed": 42}  # the default configuration first
+    assert len(out.trials) == 5 and set(out.trials["status"]) == {"completed"}
+    assert out.trials.equals(load_trials(tmp_path / "study"))
+    on_disk = pd.read_csv(tmp_path / "study" / "trials.csv")
+    assert list(on_disk["lr"]) == list(out.trials["lr"])
+
+
+def test_all_six_sweeps_train_the_shared_default_once(tmp_path):
+    trainer = FakeTrainer()
+    out = run(tmp_path, study(list(PARAMS)), trainer)
+    assert len(trainer.calls) == 19  # 5 + 4 + 5 + 5 + 3 + 2 values, the default shared
+    keys = [tuple(c[k] for k in PARAMS) for c in trainer.calls]
+    assert len(set(keys)) == 19
+    assert keys.count(tuple(DEFAULT[k] for k in PARAMS)) == 1
+    config = build_config()
+    for name in PARAMS:  # each sweep is complete: every value, the others at default
+        others = [k for k in PARAMS if k != name]
+        seen = {c[name] for c in trainer.calls if all(c[k] == DEFAULT[k] for k in others)}
+        assert seen == set(config.search.sweeps[name]), name
+    default_row = out.trials[out.trials["sweeps"].str.split().str.len() == 6]
+    assert len(default_row) == 1 and default_row.iloc[0]["lr"] == DEFAULT["lr"]
+
+
+def test_resume_after_a_kill_never_retrains_finished_trials(tmp_path):
+    first = FakeTrainer(interrupt_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, study(["lr", "dropout"]), first)
+    finished = load_trials(tmp_path / "study")
+    assert list(finished["status"]) == ["completed"] * 3 + ["running"]
+    second = FakeTrainer()
+    out = run(tmp_path, study(["lr", "dropout"]), second)
+    assert len(out.trials) == 9 and set(out.trials["status"]) == {"completed"}
+    done_first = {tuple(c[k] for k in PARAMS) for c in first.calls[:3]}
+    done_second = [tuple(c[k] for k in PARAMS) for c in second.calls]
+    assert not done_first & set(done_second)  # finished trials were not trained again
+    assert len(done_second) == 6  # the interrupted trial, then the 5 never started
+    third = FakeTrainer()
+    assert run(tmp_path, study(["lr", "dropout"]), third).trained_now == 0
+    assert third.calls == []
+
+
+def test_overwrite_starts_over_and_other_settings_are_refused(tmp_path):
+    run(tmp_path, study(["optimizer"]), FakeTrainer())
+    with pytest.raises(EmotuneError, match="holds a different study .*units"):
+        run(tmp_path, study(["optimizer"]), FakeTrainer(), sets=["units=64"])
+    with pytest.raises(EmotuneError, match="holds a different study"):
+        run(tmp_path, study(["lr"]), FakeTrainer())
+    again = FakeTrainer()
+    out = run(tmp_path, study(["lr"]), again, overwrite=True)
+    assert len(again.calls) == 5 and len(out.trials) == 5
+
+
+def test_budget_launches_no_new_trial_once_spent(tmp_path, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(search_mod.time, "monotonic", lambda: clock[0])
+    trainer = FakeTrainer(clock=clock)  # each trial takes 60 "seconds"
+    out = run(tmp_path, study(["lr"]), trainer, budget_s=150)
+    assert out.budget_spent and out.trained_now == 3  # started at 0, 60 and 120
+    assert len(load_trials(tmp_path / "study")) == 3
+    rest = FakeTrainer()
+    assert run(tmp_path, study(["lr"]), rest).trained_now == 2  # the rerun finishes it
+
+
+def test_repeats_aggregate_mean_and_std(tmp_path):
+    trainer = FakeTrainer()
+    out = run(tmp_path, study(["optimizer"], repeats=3), trainer)
+    assert len(trainer.calls) == 9
+    row = out.trials[out.trials["optimizer"] == "adam"].iloc[0]
+    scores = [FakeTrainer.score({**DEFAULT}, s) for s in (42, 43, 44)]
+    assert row["seeds"] == "42 43 44"
+    assert row["val_accuracy"] == pytest.approx(np.mean(scores))
+    assert row["val_accuracy_std"] == pytest.approx(np.std(scores, ddof=1))
+    assert row["seconds"] == pytest.approx(3.0)
+
+
+def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
+    def fail(values):
+        if values["lr"] == 0.01:
+            return TrainingError("training diverged: the loss became NaN in epoch 2")
+        return None
+
+    out = run(tmp_path, study(["lr"]), FakeTrainer(fail_on=fail))
+    failed = out.trials[out.trials["status"] == "failed"]
+    assert list(failed["lr"]) == [0.01]
+    assert "NaN" in failed.iloc[0]["reason"]
+    assert (out.trials["status"] == "completed").sum() == 4
+
+
+def test_an_error_that_would_fail_every_trial_stops_the_search(tmp_path):
+    def fail(values):
+        return RuntimeError("disk full") if values["lr"] == 0.0005 else None
+
+    with pytest.raises(EmotuneError, match="search stopped: RuntimeError: disk full"):
+        run(tmp_path, study(["lr"]), FakeTrainer(fail_on=fail))
+    frame = load_trials(tmp_path / "study")
+    assert list(frame["status"]) == ["completed", "completed", "failed"]  # kept on disk
+
+
+@pytest.mark.parametrize("epoch, value, expected", [
+    (1, 0.1, False),  # still in warm-up
+    (2, 0.5, True),  # below the median (0.6) of three finished trials
+    (2, 0.6, False),  # at the median
+    (4, 0.1, False),  # only one finished trial reached epoch 4
+])
+def test_median_stopping_rule(epoch, value, expected):
+    finished = [[0.5, 0.6, 0.7], [0.4, 0.5], [0.6, 0.7, 0.8, 0.9]]
+    assert should_prune(epoch, value, finished, warmup=2, min_trials=2) is expected
+
+
+def test_pruning_stops_bad_trials_early(tmp_path):
+    trainer = FakeTrainer()
+    out = run(tmp_path, study(["optimizer", "dropout"], prune=True), trainer,
+              sets=["prune_warmup=1", "prune_min_trials=2"])
+    pruned = out.trials[out.trials["status"] == "pruned"]
+    assert "sgd" in set(pruned["optimizer"])  # the clearly worse configuration
+    assert (pruned["epochs_run"] < 4).all()
+    completed = out.trials[out.trials["status"] == "completed"]
+    assert (completed["epochs_run"] == 4).all()
+    best = out.trials.loc[out.trials["val_accuracy"].idxmax()]
+    assert best["status"] == "completed"
+
+
+@pytest.mark.parametrize("strategy, trials", [("random", 5), ("bayesian", 4), ("grid", 6)])
+def test_joint_searches_respect_trials_and_choices(tmp_path, strategy, trials):
+    trainer = FakeTrainer()
+    out = run(tmp_path, study(list(PARAMS), strategy, trials=trials), trainer)
+    assert len(out.trials) == trials == len(trainer.calls)
+    sweeps = build_config().search.sweeps
+    for c in trainer.calls:
+        for name in PARAMS:
+            assert c[name] in sweeps[name]
+    assert len({tuple(c[k] for k in PARAMS) for c in trainer.calls}) == trials
+
+
+def test_hyperband_trains_trials_for_its_epoch_budgets(tmp_path):
+    trainer = FakeTrainer()
+    out = run(tmp_path, study(["lr", "units"], "hyperband"), trainer, sets=["epochs=9"])
+    assert len(out.trials) == len(trainer.calls) > 5
+    runs = out.trials["epochs_run"]
+    assert runs.max() == 9 and runs.min() < 9  # short trials first, survivors get more
+
+
+@pytest.mark.parametrize("text, seconds", [("15m", 900), ("90s", 90), ("1h30m", 5400),
+                                           ("2h", 7200), ("0.5m", 30)])
+def test_parse_budget(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+def test_parse_budget_rejects_nonsense():
+    with pytest.raises(EmotuneError, match="not a duration"):
+        parse_budget("soon")
+
+
+@pytest.mark.parametrize("strategy", ["random", "bayesian"])
+def test_joint_search_resumes_after_a_kill(tmp_path, strategy):
+    first = FakeTrainer(interrupt_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, study(list(PARAMS), strategy, trials=5), first)
+    second = FakeTrainer()
+    out = run(tmp_path, study(list(PARAMS), strategy, trials=5), second)
+    assert len(out.trials) == 5 and set(out.trials["status"]) == {"completed"}
+    assert len(first.calls) - 1 + len(second.calls) == 5  # only the killed trial ran twice
