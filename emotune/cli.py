@@ -7,15 +7,11 @@ shows the traceback. TensorFlow is imported only by the commands that train.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
-from emotune import __version__
+from emotune import __version__, commands
 from emotune.errors import EmotuneError
 
 EXIT_USER_ERROR = 1
@@ -47,217 +43,6 @@ def _config_options(p: argparse.ArgumentParser) -> None:
                    help="GloVe .txt or .zip to use instead of the packaged 6B 50-d vectors")
 
 
-def _load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
-    from emotune.config import build_config, parse_sets
-
-    overrides: dict[str, Any] = dict(extra or {})
-    if args.data:
-        overrides["data.path"] = args.data
-    if args.glove:
-        overrides["embeddings.source"] = args.glove
-    overrides.update(parse_sets(args.sets))
-    return build_config(args.config, overrides)
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter (oneDNN, CUDA probing) hidden.
-
-    Those lines are written before TF's log level is read, so stderr is pointed at /dev/null
-    for the import only; ``--debug`` skips this and shows everything.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    import warnings
-
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")  # retracing notices between trials
-    warnings.filterwarnings("ignore", module="keras")
-
-
-# ---------------------------------------------------------------- commands
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from emotune.progress import log
-    from emotune.train import default_run_dir, fit, load_inputs, write_run
-
-    extra: dict[str, Any] = {"model.type": args.model} if args.model else {}
-    if args.epochs is not None:
-        extra["train.epochs"] = args.epochs
-    if args.seed is not None:
-        extra["train.seed"] = args.seed
-    config = _load_config(args, extra)
-    run_dir = Path(args.out) if args.out else default_run_dir(config)
-    if run_dir.exists():
-        raise EmotuneError(f"run folder {run_dir} already exists; choose another --out")
-    _, prepared, embedding = load_inputs(config)
-    if not args.debug:
-        _import_tensorflow_quietly()  # only now: bad input above fails in well under a second
-    e = embedding.summary()
-    log(f"data: {len(prepared.train.labels)} train / {len(prepared.val.labels)} val rows, "
-        f"{len(prepared.vocab)} words, max_len {prepared.max_len}; GloVe {e['dim']}-d covers "
-        f"{e['type_coverage']:.1%} of words, {e['token_coverage']:.1%} of tokens")
-    m, t = config.model, config.train
-    log(f"training {m.type} units={m.units} embedding={m.embedding} dropout={m.dropout} "
-        f"{t.optimizer} lr={t.lr} batch={t.batch_size} (at most {t.epochs} epochs, "
-        f"patience {t.patience})")
-    result = fit(config, prepared, embedding)
-    write_run(run_dir, config, result, prepared, embedding)
-    r = result.metrics
-    print(f"val_accuracy {r['val_accuracy']:.4f}  val_loss {r['val_loss']:.4f}  "
-          f"val_macro_f1 {r['val_macro_f1']:.4f}  best_epoch {r['best_epoch']}/"
-          f"{r['epochs_run']}  {r['seconds']:.1f}s")
-    print(f"run folder: {run_dir}")
-    return 0
-
-
-def _study_from_args(args: argparse.Namespace, config: Any) -> Any:
-    from emotune.search import Study
-    from emotune.space import PARAMS, SearchSpace, resolve_param
-
-    if not args.param and not args.strategy:
-        raise EmotuneError("say what to search: --param NAME (or all) for a one-at-a-time "
-                           "sweep, or --strategy grid|bayesian|random|hyperband for a joint "
-                           "search")
-    names = [n.strip() for n in (args.param or "all").split(",") if n.strip()]
-    params = list(PARAMS) if names == ["all"] else [resolve_param(n) for n in names]
-    if len(set(params)) != len(params):
-        raise EmotuneError(f"--param names a parameter twice: {args.param}")
-    strategy = args.strategy or "sweep"
-    sweep = strategy == "sweep"
-    SearchSpace(config, params, sweep)  # checks every value before any data is read
-    trials = None if sweep or strategy == "hyperband" else config.search.trials
-    return Study(config.model.type, tuple(params), strategy, trials, config.search.repeats,
-                 args.sample, config.search.prune)
-
-
-def _table(frame: Any, columns: list[str]) -> str:
-    """A plain-text table of ``columns`` (floats to 4 places)."""
-    def cell(value: Any, column: str) -> str:
-        if isinstance(value, float) and (value.is_integer() or column == "lr"):
-            return f"{value:g}"
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    cells = [list(columns)]
-    cells += [[cell(row[c], c) for c in columns] for _, row in frame.iterrows()]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells)
-
-
-def cmd_search(args: argparse.Namespace) -> int:
-    from emotune.data import subsample
-    from emotune.progress import log
-    from emotune.results import top
-    from emotune.search import parse_budget, run_search
-    from emotune.space import PARAMS
-    from emotune.train import load_inputs
-
-    extra: dict[str, Any] = {"model.type": args.model} if args.model else {}
-    for key, value in (("search.trials", args.trials), ("search.repeats", args.repeats),
-                       ("train.epochs", args.epochs)):
-        if value is not None:
-            extra[key] = value
-    if args.prune:
-        extra["search.prune"] = True
-    config = _load_config(args, extra)
-    budget_s = parse_budget(args.budget)
-    if args.sample is not None and args.sample < 1:
-        raise EmotuneError(f"--sample must be a positive number of rows. Received: "
-                           f"{args.sample}")
-    study = _study_from_args(args, config)
-    label = "all" if len(study.params) == len(PARAMS) else "-".join(study.params)
-    name = f"{study.model}-{label}" if study.sweep else f"{study.model}-{study.strategy}"
-    project = Path(args.project or Path("runs") / name)
-    _, prepared, embedding = load_inputs(config)
-    if args.sample:
-        prepared = subsample(prepared, args.sample, config.data.split_seed)
-    if not args.debug:
-        _import_tensorflow_quietly()
-    log(f"study {project}: {study.describe()}; {len(prepared.train.labels)} training rows"
-        f"{f', {study.repeats} seeds each' if study.repeats > 1 else ''}")
-    outcome = run_search(study, config, prepared, embedding, project=project,
-                         overwrite=args.overwrite, keep_models=args.keep_models,
-                         budget_s=budget_s)
-    frame = outcome.trials
-    best = top(frame, 5)
-    if not best.empty:
-        cols = ["trial_id", "status", *study.params, "val_accuracy", "val_loss", "best_epoch",
-                "epochs_run", "seconds"]
-        if study.repeats > 1:
-            cols.insert(cols.index("val_loss"), "val_accuracy_std")
-        print(_table(best, cols))
-    counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
-    print(f"{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
-          f"{outcome.trained_now} trained in this run, {outcome.seconds:.0f}s")
-    if outcome.budget_spent:
-        print(f"budget {args.budget} spent: no new trial was started; run the same command "
-              f"again to continue")
-    print(f"trials: {project / 'trials.csv'}")
-    return 0
-
-
-def cmd_data_info(args: argparse.Namespace) -> int:
-    from emotune.data import describe, load_dataset, prepare
-
-    config = _load_config(args)
-    dataset = load_dataset(config.data)
-    info = describe(dataset, prepare(dataset, config.data))
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    print(f"dataset {info['dataset']}  ({', '.join(info['files'])})")
-    print(f"sha256 {info['checksum']}")
-    print(f"vocabulary (train) {info['vocabulary']} words, max_len {info['max_len']} tokens")
-    names = info["labels"]
-    width = max(len(n) for n in names + ["rows"]) + 2
-    print("".ljust(width) + "".join(s.rjust(9) for s in info["splits"]))
-    for n in ["rows", *names]:
-        cells = [sp["rows"] if n == "rows" else sp["per_label"][n] for sp in
-                 info["splits"].values()]
-        print(n.ljust(width) + "".join(str(c).rjust(9) for c in cells))
-    print("words per text (p0 / p50 / p90 / p99 / p100):")
-    for s, sp in info["splits"].items():
-        p = sp["words_percentiles"]
-        print(f"  {s:<6} {p['p0']:g} / {p['p50']:g} / {p['p90']:g} / {p['p99']:g} / "
-              f"{p['p100']:g}")
-    print("duplicate texts within a split (with conflicting labels):")
-    for s, sp in info["splits"].items():
-        print(f"  {s:<6} {sp['duplicate_texts']} ({sp['duplicates_with_conflicting_labels']})")
-    shared = ", ".join(f"{k} {v}" for k, v in info["shared_texts"].items())
-    print(f"texts shared across splits: {shared}")
-    return 0
-
-
-def cmd_embeddings_info(args: argparse.Namespace) -> int:
-    from emotune.data import load_dataset, prepare
-    from emotune.embeddings import load_embedding
-
-    config = _load_config(args)
-    prepared = prepare(load_dataset(config.data), config.data)
-    emb = load_embedding(config.embeddings, prepared.vocab, prepared.train_counts)
-    s = emb.summary()
-    missing = [w for w, f in zip(prepared.vocab[2:], emb.found[2:]) if not f]
-    missing.sort(key=lambda w: -prepared.train_counts.get(w, 0))
-    if args.json:
-        print(json.dumps({**s, "most_frequent_missing": missing[:20]}, indent=2))
-        return 0
-    print(f"source {s['source']} ({s['source_checksum']})")
-    print(f"{s['rows']} x {s['dim']}: {s['type_coverage']:.2%} of vocabulary words found, "
-          f"{s['token_coverage']:.2%} of training tokens")
-    print(f"most frequent words without a vector: {', '.join(missing[:20]) or 'none'}")
-    return 0
-
-
 # ---------------------------------------------------------------- parser and main
 
 
@@ -282,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (train.seed)")
     p.add_argument("--out", metavar="DIR",
                    help="run folder to create (default: runs/train/<model>-<mode>-<time>)")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=commands.cmd_train)
 
     p = sub.add_parser(
         "search", parents=[common], help="one-at-a-time sweeps and joint KerasTuner searches",
@@ -318,7 +103,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-models", action="store_true",
                    help="keep every trial's model, not only the best one")
     _config_options(p)
-    p.set_defaults(func=cmd_search)
+    p.set_defaults(func=commands.cmd_search)
+
+    p = sub.add_parser(
+        "recommend", parents=[common], help="best value per parameter and a configuration",
+        description="For each searched parameter: its best value with val accuracy and loss "
+                    "(mean ±std with --repeats); the recommended combined configuration and its "
+                    "expected val accuracy. Writes reports/<study>/recommendations.{md,csv,json} "
+                    "and experiments/recommended-<study>.yaml (accepted by train and "
+                    "final-train). Uses the validation split only.")
+    p.add_argument("--project", nargs="+", required=True, metavar="DIR",
+                   help="study folder(s) of `emotune search`")
+    p.add_argument("--reports-dir", default="reports", metavar="DIR")
+    p.add_argument("--experiments-dir", default="experiments", metavar="DIR")
+    p.set_defaults(func=commands.cmd_recommend)
+
+    p = sub.add_parser(
+        "report", parents=[common], help="figures, tables and index.html for studies",
+        description="Write reports/<study>/: a plot per parameter (best marked), best value "
+                    "per parameter, all sweeps side by side, per-trial curves, for joint "
+                    "searches the history, parallel coordinates and importance; with several "
+                    "studies a comparison. Plus summary.md, trials.csv and a self-contained "
+                    "index.html.")
+    p.add_argument("--project", nargs="+", required=True, metavar="DIR",
+                   help="study folder(s); several give a comparison (e.g. gru vs lstm vs cnn)")
+    p.add_argument("--reports-dir", default="reports", metavar="DIR")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: reports/<study>)")
+    p.set_defaults(func=commands.cmd_report)
+
+    p = sub.add_parser(
+        "final-train", parents=[common], help="retrain the chosen configuration, test it once",
+        description="Retrain a study's recommended configuration (--project) or a config file "
+                    "(--config) on train with early stopping on val, then evaluate on the test "
+                    "split once. Writes the model bundle models/<name>/ and "
+                    "reports/<name>/final/ (metrics, per-class table, confusion matrix, "
+                    "curves).")
+    p.add_argument("--project", metavar="DIR", help="study whose recommendation to train")
+    p.add_argument("--name", help="bundle name (default: the study or config file name)")
+    p.add_argument("--seed", type=int, help="random seed (train.seed)")
+    p.add_argument("--models-dir", default="models", metavar="DIR")
+    p.add_argument("--reports-dir", default="reports", metavar="DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    _config_options(p)
+    p.set_defaults(func=commands.cmd_final_train)
+
+    p = sub.add_parser(
+        "predict", parents=[common], help="classify texts with a trained bundle",
+        description="Label and class probabilities for each text, tokenised as in training.")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    p.add_argument("--model-dir", required=True, metavar="DIR",
+                   help="a bundle written by final-train (models/<name>)")
+    p.add_argument("--file", metavar="FILE", help="classify each line of FILE")
+    p.add_argument("--json", action="store_true", help="print JSON with all probabilities")
+    p.set_defaults(func=commands.cmd_predict)
 
     p = sub.add_parser("data", help="inspect a dataset", description="Inspect a dataset.")
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser,
@@ -328,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "vocabulary, duplicates within and across splits, checksum.")
     _config_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_data_info)
+    p.set_defaults(func=commands.cmd_data_info)
 
     p = sub.add_parser("embeddings", help="inspect word vectors",
                        description="Inspect word vectors.")
@@ -339,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "matrix and report its coverage.")
     _config_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_embeddings_info)
+    p.set_defaults(func=commands.cmd_embeddings_info)
     return parser
 
 

@@ -163,7 +163,8 @@ class TrainResult:
 
 
 def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
-        on_epoch: EpochHook | None = None, prefix: str = "") -> TrainResult:
+        on_epoch: EpochHook | None = None, prefix: str = "",
+        callbacks: tuple[Any, ...] = ()) -> TrainResult:
     """Train ``config`` on ``prepared`` (nothing is read from disk here); evaluate on val.
 
     ``on_epoch(epoch, logs)`` runs after each epoch; returning True stops training there.
@@ -188,7 +189,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
     hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed),
                      steps_per_epoch=steps, epochs=tc.epochs,
                      validation_data=(x_val, y_val), validation_batch_size=256,
-                     callbacks=[progress, stop], verbose=0)
+                     callbacks=[progress, stop, *callbacks], verbose=0)
     seconds = time.perf_counter() - start
     if progress.nan_epoch is not None:
         raise TrainingError(

@@ -51,10 +51,9 @@ def _quiet(monkeypatch):
     set_quiet(False)
 
 
-@pytest.fixture
-def tiny_data(tmp_path: Path) -> Path:
+def make_tiny_data(root: Path) -> Path:
     """A directory with train (300 rows), val (90) and test (90) .txt files, 3 labels."""
-    d = tmp_path / "tiny"
+    d = root / "tiny"
     d.mkdir()
     write_txt(d / "train.txt", make_rows(300, 1))
     write_txt(d / "val.txt", make_rows(90, 2))
@@ -62,17 +61,30 @@ def tiny_data(tmp_path: Path) -> Path:
     return d
 
 
-@pytest.fixture
-def tiny_glove(tmp_path: Path) -> Path:
+def make_tiny_glove(root: Path) -> Path:
     rng = np.random.default_rng(0)
-    path = tmp_path / "glove.tiny.8d.txt"
+    path = root / "glove.tiny.8d.txt"
     path.write_text("".join(
         w + " " + " ".join(f"{v:.5f}" for v in rng.normal(size=8)) + "\n" for w in GLOVE_WORDS))
     return path
 
 
+def tiny_settings(data: Path, glove: Path, cache: Path) -> list[str]:
+    """--set pairs that point a config at the tiny data and vectors, with a fast schedule."""
+    return [f"data.path={data}", f"embeddings.source={glove}", f"embeddings.cache_dir={cache}",
+            "units=8", "epochs=2", "batch_size=32"]
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return make_tiny_data(tmp_path)
+
+
+@pytest.fixture
+def tiny_glove(tmp_path: Path) -> Path:
+    return make_tiny_glove(tmp_path)
+
+
 @pytest.fixture
 def tiny_sets(tiny_data: Path, tiny_glove: Path, tmp_path: Path) -> list[str]:
-    """--set pairs that point a config at the tiny data and vectors, with a fast schedule."""
-    return [f"data.path={tiny_data}", f"embeddings.source={tiny_glove}",
-            f"embeddings.cache_dir={tmp_path / 'emb'}", "units=8", "epochs=2", "batch_size=32"]
+    return tiny_settings(tiny_data, tiny_glove, tmp_path / "emb")

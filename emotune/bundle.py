@@ -1,0 +1,113 @@
+"""Model bundles: everything needed to classify new text, and `emotune predict`.
+
+A bundle folder holds ``model.keras``, ``vocab.txt`` (one word per line, line number = id),
+``labels.json``, ``config.yaml``, ``metrics.json`` and ``bundle.json`` (format version, max
+length, tokenizer, data checksum, package versions). Text is tokenised exactly as in training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotune import __version__
+from emotune.config import Config, save_config
+from emotune.data import UNK, Prepared, tokenize
+from emotune.errors import EmotuneError
+
+FORMAT = 1
+TOKENIZER = "emotune.data.tokenize/1"  # regex \w+|'\w+|[^\w\s] on lowercased text
+PARTS = ("bundle.json", "model.keras", "vocab.txt", "labels.json", "config.yaml")
+
+
+def save_bundle(path: Path, model: Any, config: Config, prepared: Prepared,
+                metrics: dict[str, Any], versions: dict[str, str]) -> Path:
+    """Write the bundle into a temporary folder and rename it into place when complete."""
+    if path.exists():
+        raise EmotuneError(f"model folder {path} already exists; choose another --name or "
+                           f"add --overwrite")
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp.mkdir(parents=True)
+    try:
+        model.save(tmp / "model.keras")
+        (tmp / "vocab.txt").write_text("\n".join(prepared.vocab) + "\n", encoding="utf-8")
+        (tmp / "labels.json").write_text(json.dumps(list(prepared.label_names)) + "\n")
+        save_config(config, tmp / "config.yaml")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (tmp / "bundle.json").write_text(json.dumps({
+            "format": FORMAT, "emotune": __version__, "tokenizer": TOKENIZER,
+            "max_len": prepared.max_len, "data_checksum": prepared.checksum,
+            "versions": versions}, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+@dataclass
+class Bundle:
+    path: Path
+    model: Any
+    index: dict[str, int]
+    labels: list[str]
+    max_len: int
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows = [[self.index.get(t, UNK) for t in tokenize(x)][: self.max_len] or [UNK]
+                for x in texts]
+        width = max(len(r) for r in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int32)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = r
+        return ids
+
+    def predict(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        """Class probabilities, one row per text (batched by similar length)."""
+        order = np.argsort([len(tokenize(t)) for t in texts], kind="stable")
+        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            probs[idx] = self.model.predict(self.encode([texts[i] for i in idx]), verbose=0)
+        return probs
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    path = Path(path)
+    if not path.is_dir():
+        raise EmotuneError(f"model folder {path} does not exist; give the folder written by "
+                           f"`emotune final-train` (models/<name>)")
+    missing = [p for p in PARTS if not (path / p).is_file()]
+    if missing:
+        raise EmotuneError(f"model folder {path} is incomplete: {', '.join(missing)} missing; "
+                           f"re-run `emotune final-train` to rebuild it")
+    try:
+        meta = json.loads((path / "bundle.json").read_text())
+        labels = json.loads((path / "labels.json").read_text())
+    except json.JSONDecodeError as e:
+        raise EmotuneError(f"{path}: bundle.json or labels.json is damaged ({e}); re-run "
+                           f"`emotune final-train`") from None
+    if meta.get("format") != FORMAT or meta.get("tokenizer") != TOKENIZER:
+        raise EmotuneError(
+            f"{path} was written by emotune {meta.get('emotune', '?')} (bundle format "
+            f"{meta.get('format')}, tokenizer {meta.get('tokenizer')}); this emotune "
+            f"{__version__} reads format {FORMAT} with {TOKENIZER}: retrain it with "
+            f"`emotune final-train`")
+    vocab = (path / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    import keras
+
+    try:
+        model = keras.models.load_model(path / "model.keras")
+    except Exception as e:  # keras raises several types for a bad archive
+        raise EmotuneError(f"{path}/model.keras cannot be loaded ({type(e).__name__}); "
+                           f"re-run `emotune final-train`") from None
+    if model.output_shape[-1] != len(labels):
+        raise EmotuneError(f"{path}: the model has {model.output_shape[-1]} outputs but "
+                           f"labels.json names {len(labels)} labels; the bundle is mixed up")
+    return Bundle(path, model, {w: i for i, w in enumerate(vocab)}, labels, meta["max_len"])

@@ -1,0 +1,349 @@
+"""The bodies of the ``emotune`` commands: each parses nothing, calls the API and prints.
+
+``cli.py`` builds the parser and turns errors into one line; these functions get the parsed
+arguments. Heavy modules (TensorFlow, KerasTuner) are imported inside the commands that need
+them, after the input has been validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from emotune.errors import EmotuneError
+
+
+def _load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+    from emotune.config import build_config, parse_sets
+
+    overrides: dict[str, Any] = dict(extra or {})
+    if args.data:
+        overrides["data.path"] = args.data
+    if args.glove:
+        overrides["embeddings.source"] = args.glove
+    overrides.update(parse_sets(args.sets))
+    return build_config(args.config, overrides)
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter (oneDNN, CUDA probing) hidden.
+
+    Those lines are written before TF's log level is read, so stderr is pointed at /dev/null
+    for the import only; ``--debug`` skips this and shows everything.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    import warnings
+
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # retracing notices between trials
+    warnings.filterwarnings("ignore", module="keras")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from emotune.progress import log
+    from emotune.train import default_run_dir, fit, load_inputs, write_run
+
+    extra: dict[str, Any] = {"model.type": args.model} if args.model else {}
+    if args.epochs is not None:
+        extra["train.epochs"] = args.epochs
+    if args.seed is not None:
+        extra["train.seed"] = args.seed
+    config = _load_config(args, extra)
+    run_dir = Path(args.out) if args.out else default_run_dir(config)
+    if run_dir.exists():
+        raise EmotuneError(f"run folder {run_dir} already exists; choose another --out")
+    _, prepared, embedding = load_inputs(config)
+    if not args.debug:
+        _import_tensorflow_quietly()  # only now: bad input above fails in well under a second
+    e = embedding.summary()
+    log(f"data: {len(prepared.train.labels)} train / {len(prepared.val.labels)} val rows, "
+        f"{len(prepared.vocab)} words, max_len {prepared.max_len}; GloVe {e['dim']}-d covers "
+        f"{e['type_coverage']:.1%} of words, {e['token_coverage']:.1%} of tokens")
+    m, t = config.model, config.train
+    log(f"training {m.type} units={m.units} embedding={m.embedding} dropout={m.dropout} "
+        f"{t.optimizer} lr={t.lr} batch={t.batch_size} (at most {t.epochs} epochs, "
+        f"patience {t.patience})")
+    result = fit(config, prepared, embedding)
+    write_run(run_dir, config, result, prepared, embedding)
+    r = result.metrics
+    print(f"val_accuracy {r['val_accuracy']:.4f}  val_loss {r['val_loss']:.4f}  "
+          f"val_macro_f1 {r['val_macro_f1']:.4f}  best_epoch {r['best_epoch']}/"
+          f"{r['epochs_run']}  {r['seconds']:.1f}s")
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def _study_from_args(args: argparse.Namespace, config: Any) -> Any:
+    from emotune.search import Study
+    from emotune.space import PARAMS, SearchSpace, resolve_param
+
+    if not args.param and not args.strategy:
+        raise EmotuneError("say what to search: --param NAME (or all) for a one-at-a-time "
+                           "sweep, or --strategy grid|bayesian|random|hyperband for a joint "
+                           "search")
+    names = [n.strip() for n in (args.param or "all").split(",") if n.strip()]
+    params = list(PARAMS) if names == ["all"] else [resolve_param(n) for n in names]
+    if len(set(params)) != len(params):
+        raise EmotuneError(f"--param names a parameter twice: {args.param}")
+    strategy = args.strategy or "sweep"
+    sweep = strategy == "sweep"
+    SearchSpace(config, params, sweep)  # checks every value before any data is read
+    trials = None if sweep or strategy == "hyperband" else config.search.trials
+    return Study(config.model.type, tuple(params), strategy, trials, config.search.repeats,
+                 args.sample, config.search.prune)
+
+
+def _table(frame: Any, columns: list[str]) -> str:
+    """A plain-text table of ``columns`` (floats to 4 places)."""
+    def cell(value: Any, column: str) -> str:
+        if isinstance(value, float) and (value.is_integer() or column == "lr"):
+            return f"{value:g}"
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    cells = [list(columns)]
+    cells += [[cell(row[c], c) for c in columns] for _, row in frame.iterrows()]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from emotune.data import subsample
+    from emotune.progress import log
+    from emotune.results import top
+    from emotune.search import parse_budget, run_search
+    from emotune.space import PARAMS
+    from emotune.train import load_inputs
+
+    extra: dict[str, Any] = {"model.type": args.model} if args.model else {}
+    for key, value in (("search.trials", args.trials), ("search.repeats", args.repeats),
+                       ("train.epochs", args.epochs)):
+        if value is not None:
+            extra[key] = value
+    if args.prune:
+        extra["search.prune"] = True
+    config = _load_config(args, extra)
+    budget_s = parse_budget(args.budget)
+    if args.sample is not None and args.sample < 1:
+        raise EmotuneError(f"--sample must be a positive number of rows. Received: "
+                           f"{args.sample}")
+    study = _study_from_args(args, config)
+    label = "all" if len(study.params) == len(PARAMS) else "-".join(study.params)
+    name = f"{study.model}-{label}" if study.sweep else f"{study.model}-{study.strategy}"
+    project = Path(args.project or Path("runs") / name)
+    _, prepared, embedding = load_inputs(config)
+    if args.sample:
+        prepared = subsample(prepared, args.sample, config.data.split_seed)
+    if not args.debug:
+        _import_tensorflow_quietly()
+    log(f"study {project}: {study.describe()}; {len(prepared.train.labels)} training rows"
+        f"{f', {study.repeats} seeds each' if study.repeats > 1 else ''}")
+    outcome = run_search(study, config, prepared, embedding, project=project,
+                         overwrite=args.overwrite, keep_models=args.keep_models,
+                         budget_s=budget_s)
+    frame = outcome.trials
+    best = top(frame, 5)
+    if not best.empty:
+        cols = ["trial_id", "status", *study.params, "val_accuracy", "val_loss", "best_epoch",
+                "epochs_run", "seconds"]
+        if study.repeats > 1:
+            cols.insert(cols.index("val_loss"), "val_accuracy_std")
+        print(_table(best, cols))
+    counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
+    print(f"{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
+          f"{outcome.trained_now} trained in this run, {outcome.seconds:.0f}s")
+    if outcome.budget_spent:
+        print(f"budget {args.budget} spent: no new trial was started; run the same command "
+              f"again to continue")
+    print(f"trials: {project / 'trials.csv'}")
+    return 0
+
+
+def _recommendations(projects: list[str]) -> list[tuple[Any, Any]]:
+    from emotune.analysis import load_study, recommend
+
+    studies = [load_study(p) for p in projects]
+    return [(st, recommend(st)) for st in studies]
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from emotune.analysis import recommended_config
+    from emotune.config import save_config
+    from emotune.report import recommendation_text, write_recommendation
+
+    for study, rec in _recommendations(args.project):
+        print(f"== {study.name} ({study.model}, "
+              f"{'one-at-a-time sweeps' if study.sweep else study.strategy}, "
+              f"{len(study.done)} completed trials)")
+        print(recommendation_text(rec))
+        files = write_recommendation(rec, Path(args.reports_dir) / study.name)
+        exp = Path(args.experiments_dir) / f"recommended-{study.name}.yaml"
+        exp.parent.mkdir(parents=True, exist_ok=True)
+        save_config(recommended_config(study, rec), exp)
+        print(f"written: {', '.join(str(f) for f in files)}, {exp}")
+        print()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from emotune.report import write_report
+
+    pairs = _recommendations(args.project)
+    studies, recs = [p[0] for p in pairs], [p[1] for p in pairs]
+    name = studies[0].name if len(studies) == 1 else "compare-" + "-".join(
+        s.name for s in studies)
+    out = Path(args.out) if args.out else Path(args.reports_dir) / name
+    paths = write_report(studies, recs, out)
+    print(f"{len(paths)} files in {out}; open {out / 'index.html'}")
+    return 0
+
+
+def cmd_final_train(args: argparse.Namespace) -> int:
+    import shutil
+
+    from emotune.analysis import load_study, recommend, recommended_config
+    from emotune.config import override
+    from emotune.final import final_train
+    from emotune.progress import log
+    from emotune.train import load_inputs
+
+    if bool(args.project) == bool(args.config):
+        raise EmotuneError("give either --project DIR (train the study's recommended "
+                           "configuration) or --config FILE")
+    if args.project:
+        study = load_study(args.project)
+        config = recommended_config(study, recommend(study))
+        name = args.name or study.name
+    else:
+        config = _load_config(args)
+        name = args.name or Path(args.config).stem
+    overrides = {"data.path": args.data} if args.data else {}
+    if args.glove:
+        overrides["embeddings.source"] = args.glove
+    if args.seed is not None:
+        overrides["train.seed"] = args.seed
+    if args.project:
+        from emotune.config import parse_sets
+
+        overrides.update(parse_sets(args.sets))
+    config = override(config, overrides)
+    models_dir, reports_dir = Path(args.models_dir), Path(args.reports_dir)
+    if (models_dir / name).exists():
+        if not args.overwrite:
+            raise EmotuneError(f"model folder {models_dir / name} already exists; choose "
+                               f"another --name or add --overwrite")
+        shutil.rmtree(models_dir / name)
+    _, prepared, embedding = load_inputs(config)
+    if not args.debug:
+        _import_tensorflow_quietly()
+    m, t = config.model, config.train
+    log(f"final training of {name}: {m.type} units={m.units} embedding={m.embedding} "
+        f"dropout={m.dropout} {t.optimizer} lr={t.lr} batch={t.batch_size}")
+    metrics, val = final_train(config, prepared, embedding, name=name, models_dir=models_dir,
+                               reports_dir=reports_dir)
+    print(f"val accuracy {val['val_accuracy']:.4f} (best epoch {val['best_epoch']}/"
+          f"{val['epochs_run']}); test accuracy {metrics.accuracy:.4f}, macro-F1 "
+          f"{metrics.macro_f1:.4f}, weighted-F1 {metrics.weighted_f1:.4f}, cross-entropy "
+          f"{metrics.cross_entropy:.4f}")
+    print(f"model: {models_dir / name}; report: {reports_dir / name / 'final' / 'final.md'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from emotune.bundle import load_bundle
+
+    texts = list(args.texts)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise EmotuneError(f"--file {path} does not exist")
+        try:
+            texts += [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+        except UnicodeDecodeError:
+            raise EmotuneError(f"--file {path} is not UTF-8 text; re-save it as UTF-8") from None
+    if not texts:
+        raise EmotuneError('nothing to classify: give texts (emotune predict --model-dir DIR '
+                           '"i feel great") or --file FILE with one text per line')
+    if not args.debug:
+        _import_tensorflow_quietly()
+    bundle = load_bundle(args.model_dir)
+    probs = bundle.predict(texts)
+    if args.json:
+        print(json.dumps([{"text": t, "label": bundle.labels[int(p.argmax())],
+                           "probabilities": {lab: round(float(v), 6)
+                                             for lab, v in zip(bundle.labels, p)}}
+                          for t, p in zip(texts, probs)], indent=2))
+        return 0
+    for t, p in zip(texts, probs):
+        i = int(p.argmax())
+        print(f"{bundle.labels[i]:<10} {p[i]:.3f}  {t}")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from emotune.data import describe, load_dataset, prepare
+
+    config = _load_config(args)
+    dataset = load_dataset(config.data)
+    info = describe(dataset, prepare(dataset, config.data))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"dataset {info['dataset']}  ({', '.join(info['files'])})")
+    print(f"sha256 {info['checksum']}")
+    print(f"vocabulary (train) {info['vocabulary']} words, max_len {info['max_len']} tokens")
+    names = info["labels"]
+    width = max(len(n) for n in names + ["rows"]) + 2
+    print("".ljust(width) + "".join(s.rjust(9) for s in info["splits"]))
+    for n in ["rows", *names]:
+        cells = [sp["rows"] if n == "rows" else sp["per_label"][n] for sp in
+                 info["splits"].values()]
+        print(n.ljust(width) + "".join(str(c).rjust(9) for c in cells))
+    print("words per text (p0 / p50 / p90 / p99 / p100):")
+    for s, sp in info["splits"].items():
+        p = sp["words_percentiles"]
+        print(f"  {s:<6} {p['p0']:g} / {p['p50']:g} / {p['p90']:g} / {p['p99']:g} / "
+              f"{p['p100']:g}")
+    print("duplicate texts within a split (with conflicting labels):")
+    for s, sp in info["splits"].items():
+        print(f"  {s:<6} {sp['duplicate_texts']} ({sp['duplicates_with_conflicting_labels']})")
+    shared = ", ".join(f"{k} {v}" for k, v in info["shared_texts"].items())
+    print(f"texts shared across splits: {shared}")
+    return 0
+
+
+def cmd_embeddings_info(args: argparse.Namespace) -> int:
+    from emotune.data import load_dataset, prepare
+    from emotune.embeddings import load_embedding
+
+    config = _load_config(args)
+    prepared = prepare(load_dataset(config.data), config.data)
+    emb = load_embedding(config.embeddings, prepared.vocab, prepared.train_counts)
+    s = emb.summary()
+    missing = [w for w, f in zip(prepared.vocab[2:], emb.found[2:]) if not f]
+    missing.sort(key=lambda w: -prepared.train_counts.get(w, 0))
+    if args.json:
+        print(json.dumps({**s, "most_frequent_missing": missing[:20]}, indent=2))
+        return 0
+    print(f"source {s['source']} ({s['source_checksum']})")
+    print(f"{s['rows']} x {s['dim']}: {s['type_coverage']:.2%} of vocabulary words found, "
+          f"{s['token_coverage']:.2%} of training tokens")
+    print(f"most frequent words without a vector: {', '.join(missing[:20]) or 'none'}")
+    return 0

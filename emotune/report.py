@@ -1,0 +1,341 @@
+"""Draw what analysis.py computed: PNG figures, Markdown/CSV/JSON tables, a static index.html.
+
+Every function takes analysis output and a folder; nothing here decides anything. Files are
+written atomically, so a report folder never holds half a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from emotune.analysis import (
+    Recommendation,
+    Study,
+    Sweep,
+    compare,
+    history,
+    importance,
+    parallel_coordinates,
+    sweeps,
+)
+from emotune.results import atomic_write_json, atomic_write_text, trial_history
+from emotune.space import PARAMS
+
+LABELS = {"lr": "Learning Rate", "batch_size": "Batch Size", "units": "Units",
+          "dropout": "Dropout", "optimizer": "Optimizer", "embedding": "Embedding"}
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def md_table(rows: list[list[Any]], header: list[str]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def pm(mean: float, std: float, n: int) -> str:
+    return f"{mean:.4f} ±{std:.4f}" if n > 1 and not math.isnan(std) else f"{mean:.4f}"
+
+
+# ---------------------------------------------------------------- recommendations
+
+
+def recommendation_rows(rec: Recommendation) -> list[list[str]]:
+    return [[LABELS.get(s.param, s.param), fmt(s.best.value),
+             pm(s.best.val_accuracy, s.best.val_accuracy_std, s.best.n),
+             pm(s.best.val_loss, s.best.val_loss_std, s.best.n)] for s in rec.rows]
+
+
+def recommendation_text(rec: Recommendation) -> str:
+    """The printed table: one row per parameter, then the combined configuration."""
+    header = ["Hyperparameter", "Best Value", "Val Accuracy", "Val Loss"]
+    rows = [header] + recommendation_rows(rec)
+    widths = [max(len(r[i]) for r in rows) + 3 for i in range(4)]
+    lines = ["".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append("")
+    lines.append("Recommended: " + " ".join(f"{k}={fmt(v)}" for k, v in rec.values.items()))
+    lines.append(f"Expected: val accuracy {rec.expected_accuracy:.4f}, val loss "
+                 f"{rec.expected_loss:.4f} ({rec.basis})")
+    b = rec.best_trial
+    lines.append(f"Best trained: trial {b['trial_id']} val accuracy {b['val_accuracy']:.4f}, "
+                 f"val loss {b['val_loss']:.4f}")
+    lines += [f"Note: {n}" for n in rec.notes]
+    return "\n".join(lines)
+
+
+def write_recommendation(rec: Recommendation, out: Path) -> list[Path]:
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"parameter": s.param, "best_value": s.best.value,
+             "val_accuracy": s.best.val_accuracy, "val_accuracy_std": s.best.val_accuracy_std,
+             "val_loss": s.best.val_loss, "val_loss_std": s.best.val_loss_std,
+             "runner_up": None if s.runner_up is None else s.runner_up.value,
+             "within_spread": s.within_spread} for s in rec.rows]
+    atomic_write_text(out / "recommendations.csv", pd.DataFrame(rows).to_csv(index=False))
+    md = [f"# Recommendations: {rec.study} ({rec.model})\n",
+          md_table(recommendation_rows(rec), ["Hyperparameter", "Best Value", "Val Accuracy",
+                                              "Val Loss"]),
+          "\n**Recommended:** " + " ".join(f"`{k}={fmt(v)}`" for k, v in rec.values.items()),
+          f"\n\nExpected val accuracy {rec.expected_accuracy:.4f}, val loss "
+          f"{rec.expected_loss:.4f} — {rec.basis}.\n"]
+    md += [f"\n- {n}" for n in rec.notes]
+    atomic_write_text(out / "recommendations.md", "".join(md) + "\n")
+    atomic_write_json(out / "recommendations.json", {
+        "study": rec.study, "model": rec.model, "recommended": rec.values,
+        "expected_val_accuracy": rec.expected_accuracy, "expected_val_loss": rec.expected_loss,
+        "basis": rec.basis, "best_trial": rec.best_trial, "parameters": rows,
+        "notes": list(rec.notes)})
+    return [out / f"recommendations.{e}" for e in ("csv", "md", "json")]
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _draw_sweep(ax: Any, s: Sweep) -> None:
+    xs = [p.value for p in s.points]
+    ys = [p.val_accuracy for p in s.points]
+    err = [p.val_accuracy_std if p.n > 1 else 0 for p in s.points]
+    numeric = all(isinstance(x, (int, float)) for x in xs)
+    if numeric:
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3)
+        if s.log_scale:
+            ax.set_xscale("log")
+        ax.plot([s.best.value], [s.best.val_accuracy], marker="*", color="crimson",
+                markersize=16, linestyle="none", label=f"best {fmt(s.best.value)}")
+    else:
+        colors = ["crimson" if x == s.best.value else "steelblue" for x in xs]
+        ax.bar([str(x) for x in xs], ys, yerr=err, color=colors, capsize=3)
+        lo = min(ys) - 0.02
+        ax.set_ylim(max(0.0, lo), min(1.0, max(ys) + 0.01))
+        ax.plot([], [], color="crimson", marker="s", linestyle="none",
+                label=f"best {fmt(s.best.value)}")
+    ax.set_title(LABELS.get(s.param, s.param))
+    ax.set_xlabel(s.param)
+    ax.set_ylabel("val accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def sweep_figures(rows: list[Sweep], out: Path) -> list[Path]:
+    plt = _plt()
+    paths = []
+    for s in rows:
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        _draw_sweep(ax, s)
+        paths.append(_save(fig, out / f"sweep_{s.param}.png"))
+    if rows:
+        cols = min(3, len(rows))
+        nrows = math.ceil(len(rows) / cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.4 * nrows), squeeze=False)
+        for ax, s in zip(axes.flat, rows):
+            _draw_sweep(ax, s)
+        for ax in list(axes.flat)[len(rows):]:
+            ax.axis("off")
+        fig.tight_layout()
+        paths.append(_save(fig, out / "sweeps.png"))
+        fig, ax = plt.subplots(figsize=(6, 0.5 * len(rows) + 1.2))
+        ordered = sorted(rows, key=lambda s: s.best.val_accuracy)
+        ax.barh([f"{LABELS.get(s.param, s.param)} = {fmt(s.best.value)}" for s in ordered],
+                [s.best.val_accuracy for s in ordered], color="steelblue")
+        lo = min(s.best.val_accuracy for s in rows)
+        ax.set_xlim(max(0.0, lo - 0.02), min(1.0, max(s.best.val_accuracy for s in rows) + 0.01))
+        ax.set_xlabel("best val accuracy")
+        ax.set_title("Best value of each parameter")
+        ax.grid(alpha=0.3, axis="x")
+        paths.append(_save(fig, out / "best_per_param.png"))
+    return paths
+
+
+def joint_figures(study: Study, out: Path) -> list[Path]:
+    plt = _plt()
+    paths = []
+    h = history(study)
+    if not h.empty:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        ax.plot(range(1, len(h) + 1), h["val_accuracy"], "o", alpha=0.6, label="trial")
+        ax.step(range(1, len(h) + 1), h["best_so_far"], where="post", color="crimson",
+                label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel("val accuracy")
+        ax.set_title("Optimisation history")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        paths.append(_save(fig, out / "history.png"))
+        pc = parallel_coordinates(study)
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        cmap = plt.get_cmap("viridis")
+        lo, hi = pc["val_accuracy"].min(), pc["val_accuracy"].max()
+        for _, r in pc.sort_values("val_accuracy").iterrows():
+            t = 0.5 if hi == lo else (r["val_accuracy"] - lo) / (hi - lo)
+            ax.plot(list(study.params), [r[p] for p in study.params], color=cmap(t), alpha=0.7)
+        ax.set_yticks([0, 1], ["first value", "last value"])
+        ax.set_title(f"Parallel coordinates (colour: val accuracy {lo:.3f}–{hi:.3f})")
+        paths.append(_save(fig, out / "parallel.png"))
+    imp = importance(study)
+    if imp:
+        fig, ax = plt.subplots(figsize=(6, 0.45 * len(imp) + 1.2))
+        names = list(imp)[::-1]
+        ax.barh(names, [imp[n] for n in names], color="steelblue")
+        ax.set_xlabel("share of val-accuracy variance explained (random forest)")
+        ax.set_title("Hyperparameter importance")
+        paths.append(_save(fig, out / "importance.png"))
+    return paths
+
+
+def curves_figure(study: Study, out: Path, limit: int = 30) -> list[Path]:
+    """Per-trial training curves (first seed), small multiples."""
+    plt = _plt()
+    done = study.done.sort_values("trial_id").head(limit)
+    if done.empty:
+        return []
+    cols = min(5, len(done))
+    nrows = math.ceil(len(done) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.4 * nrows), squeeze=False,
+                             sharey=True)
+    for ax, (_, row) in zip(axes.flat, done.iterrows()):
+        h = trial_history(study.path, row["trial_id"])
+        if h.empty:
+            continue
+        h = h[h["seed"] == h["seed"].iloc[0]]
+        ax.plot(h["epoch"], h["accuracy"], label="train")
+        ax.plot(h["epoch"], h["val_accuracy"], label="val")
+        label = " ".join(f"{p}={fmt(row[p])}" for p in study.params
+                         if row[p] != study.defaults[p]) or "default"
+        ax.set_title(f"{row['trial_id']}: {label}", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(done):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel("epoch")
+    fig.supylabel("accuracy")
+    fig.tight_layout()
+    return [_save(fig, out / "curves.png")]
+
+
+def comparison(studies: list[Study], out: Path) -> list[Path]:
+    plt = _plt()
+    table = compare(studies)
+    if table.empty:
+        return []
+    atomic_write_text(out / "comparison.csv", table.to_csv(index=False))
+    rows = [[r["study"], r["model"], r["strategy"], r["trials"],
+             pm(r["val_accuracy"], r["val_accuracy_std"], 2 if r["val_accuracy_std"] else 1),
+             f"{r['val_loss']:.4f}", f"{r['val_macro_f1']:.4f}",
+             " ".join(f"{p}={fmt(r[p])}" for p in PARAMS)] for _, r in table.iterrows()]
+    atomic_write_text(out / "comparison.md", md_table(
+        rows, ["Study", "Model", "Strategy", "Trials", "Best val acc", "Val loss",
+               "Val macro-F1", "Configuration"]))
+    fig, ax = plt.subplots(figsize=(6, 0.6 * len(table) + 1.2))
+    ax.barh(table["study"], table["val_accuracy"], xerr=table["val_accuracy_std"].fillna(0),
+            color="steelblue", capsize=3)
+    lo = table["val_accuracy"].min()
+    ax.set_xlim(max(0.0, lo - 0.03), min(1.0, table["val_accuracy"].max() + 0.01))
+    ax.set_xlabel("best val accuracy")
+    ax.set_title("Model comparison")
+    return [out / "comparison.csv", out / "comparison.md", _save(fig, out / "comparison.png")]
+
+
+# ---------------------------------------------------------------- the whole report
+
+
+def write_report(studies: list[Study], recs: list[Recommendation], out: Path) -> list[Path]:
+    """reports/<study>/: figures, summary.md, trials.csv, index.html (and a comparison)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    sections: list[tuple[str, str, list[Path]]] = []  # (title, markdown, images)
+    for study, rec in zip(studies, recs):
+        sub = out if len(studies) == 1 else out / study.name
+        sub.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(sub / "trials.csv", study.trials.to_csv(index=False))
+        paths += write_recommendation(rec, sub)
+        images = sweep_figures(sweeps(study), sub)
+        if not study.sweep:
+            images += joint_figures(study, sub)
+        images += curves_figure(study, sub)
+        paths += images + [sub / "trials.csv"]
+        sections.append((f"{study.name} — {study.model}, "
+                         f"{'one-at-a-time sweeps' if study.sweep else study.strategy}",
+                         (sub / "recommendations.md").read_text(encoding="utf-8"), images))
+    if len(studies) > 1:
+        images = comparison(studies, out)
+        paths += images
+        sections.insert(0, ("Comparison", (out / "comparison.md").read_text(),
+                            [p for p in images if p.suffix == ".png"]))
+    summary = ["# emotune report\n"]
+    for title, md, images in sections:
+        summary.append(f"\n## {title}\n\n{md}\n")
+        summary += [f"![{p.stem}]({p.relative_to(out).as_posix()})\n" for p in images]
+    atomic_write_text(out / "summary.md", "".join(summary))
+    atomic_write_text(out / "index.html", _html(sections, out))
+    return paths + [out / "summary.md", out / "index.html"]
+
+
+def _html(sections: list[tuple[str, str, list[Path]]], out: Path) -> str:
+    """A self-contained page: images inline as data URIs, tables from the Markdown."""
+    body = []
+    for title, md, images in sections:
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        body.append(_md_to_html(md))
+        for p in images:
+            data = base64.b64encode(p.read_bytes()).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(p.stem)}" '
+                        f'src="data:image/png;base64,{data}"><figcaption>'
+                        f'{html.escape(p.stem)}</figcaption></figure>')
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
+             "img{max-width:100%}figure{margin:1em 0}code{background:#f4f4f4}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>emotune report</title>"
+            f"<style>{style}</style></head><body><h1>emotune report</h1>"
+            + "\n".join(body) + "</body></html>\n")
+
+
+def _md_to_html(md: str) -> str:
+    """Just enough Markdown for our own tables, headings, bullets and paragraphs."""
+    out, table = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-: "):
+                table.append([html.escape(c.strip()) for c in line.strip("|").split("|")])
+            continue
+        if table:
+            head, *rest = table
+            out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>"
+                                 for r in rest) + "</table>")
+            table = []
+        text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(line).replace("**", ""))
+        if line.startswith("# "):
+            out.append(f"<h3>{text[2:]}</h3>")
+        elif line.startswith("- "):
+            out.append(f"<p>• {text[2:]}</p>")
+        elif line.strip():
+            out.append(f"<p>{text}</p>")
+    return "\n".join(out)
+
+

@@ -1,0 +1,158 @@
+"""recommend/report on studies made with a fake trainer whose optimum is known."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from test_search import FakeTrainer, run, study
+
+from emotune.analysis import (
+    compare,
+    history,
+    importance,
+    load_study,
+    parallel_coordinates,
+    recommend,
+    recommended_config,
+    sweeps,
+)
+from emotune.cli import main
+from emotune.config import build_config
+from emotune.errors import EmotuneError
+from emotune.report import recommendation_text, write_report
+
+
+@pytest.fixture
+def sweep_study(tmp_path):
+    run(tmp_path, study(["lr", "dropout", "optimizer"]), FakeTrainer())
+    return load_study(tmp_path / "study")
+
+
+def test_sweeps_find_the_known_best_values(sweep_study):
+    rows = {s.param: s for s in sweeps(sweep_study)}
+    assert rows["lr"].best.value == 0.001  # FakeTrainer.score peaks at lr=1e-3
+    assert rows["dropout"].best.value == 0.4
+    assert rows["optimizer"].best.value == "adam"
+    assert [p.value for p in rows["lr"].points] == [0.0001, 0.0005, 0.001, 0.005, 0.01]
+    assert rows["lr"].within_spread is None  # one seed: spread unknown
+
+
+def test_recommendation_is_measured_when_that_configuration_was_trained(sweep_study):
+    rec = recommend(sweep_study)
+    assert rec.values["lr"] == 0.001 and rec.values["dropout"] == 0.4
+    assert rec.values["units"] == 128  # not searched: the default
+    assert rec.basis.startswith("measured")  # dropout=0.4 alone was trained in its sweep
+    assert rec.expected_accuracy == pytest.approx(rec.best_trial["val_accuracy"])
+    text = recommendation_text(rec)
+    assert text.splitlines()[0].split() == ["Hyperparameter", "Best", "Value", "Val",
+                                            "Accuracy", "Val", "Loss"]
+    assert "Recommended: lr=0.001 batch_size=32 units=128 dropout=0.4 optimizer=adam" in text
+
+
+def test_recommendation_estimates_an_untrained_combination(tmp_path):
+    run(tmp_path, study(["lr", "dropout"]), FakeTrainer(), sets=["lr=0.005"])
+    st = load_study(tmp_path / "study")
+    rec = recommend(st)
+    assert rec.values["lr"] == 0.001 and rec.values["dropout"] == 0.4
+    assert rec.basis.startswith("additive estimate")
+    done = st.done
+    base = done[(done["lr"] == 0.005) & (done["dropout"] == 0.5)].iloc[0]["val_accuracy"]
+    best_lr = done[done["lr"] == 0.001].iloc[0]["val_accuracy"]
+    best_do = done[(done["dropout"] == 0.4) & (done["lr"] == 0.005)].iloc[0]["val_accuracy"]
+    assert rec.expected_accuracy == pytest.approx(base + (best_lr - base) + (best_do - base))
+
+
+def test_ties_within_the_spread_are_reported(tmp_path):
+    run(tmp_path, study(["dropout"], repeats=3), FakeTrainer(),
+        sets=["sweeps.dropout=[0.3, 0.5, 0.9]"])
+    rec = recommend(load_study(tmp_path / "study"))
+    (row,) = rec.rows
+    assert row.best.n == 3 and row.best.val_accuracy_std > 0
+    assert row.within_spread is True  # 0.3 and 0.5 score the same
+    assert any("within their spread" in n for n in rec.notes)
+
+
+def test_recommend_command_writes_tables_and_a_config_train_accepts(sweep_study, tmp_path,
+                                                                    capsys):
+    reports, exps = tmp_path / "reports", tmp_path / "exps"
+    assert main(["recommend", "--project", str(sweep_study.path), "--reports-dir",
+                 str(reports), "--experiments-dir", str(exps)]) == 0
+    assert "Learning Rate" in capsys.readouterr().out
+    data = json.loads((reports / "study" / "recommendations.json").read_text())
+    assert data["recommended"]["dropout"] == 0.4
+    assert (reports / "study" / "recommendations.md").read_text().count("|") > 10
+    config = build_config(exps / "recommended-study.yaml")
+    assert config.model.dropout == 0.4 and config.train.epochs == 4
+    assert config == recommended_config(sweep_study, recommend(sweep_study))
+
+
+def test_joint_study_views(tmp_path):
+    run(tmp_path, study(["lr", "dropout", "optimizer"], "random", trials=12), FakeTrainer())
+    st = load_study(tmp_path / "study")
+    h = history(st)
+    assert (np.diff(h["best_so_far"]) >= 0).all()
+    imp = importance(st)
+    assert set(imp) == {"lr", "dropout", "optimizer"}
+    assert sum(imp.values()) == pytest.approx(1.0)
+    pc = parallel_coordinates(st)
+    assert pc[["lr", "dropout", "optimizer"]].stack().between(0, 1).all()
+    rec = recommend(st)
+    assert rec.values == {**rec.best_trial["values"]}  # joint: the best trained trial
+
+
+def test_report_writes_figures_summary_and_self_contained_html(sweep_study, tmp_path):
+    out = tmp_path / "rep"
+    paths = write_report([sweep_study], [recommend(sweep_study)], out)
+    names = {p.name for p in paths}
+    assert {"sweep_lr.png", "sweep_dropout.png", "sweep_optimizer.png", "sweeps.png",
+            "best_per_param.png", "curves.png", "summary.md", "trials.csv", "index.html",
+            "recommendations.md"} <= names
+    page = (out / "index.html").read_text()
+    assert page.count("data:image/png;base64,") >= 5 and "<table>" in page
+    assert "src=\"sweep" not in page  # no file links: the page stands alone
+
+
+def test_comparison_of_several_studies(tmp_path, capsys):
+    for name, sets in (("a", []), ("b", ["units=64"])):
+        sub = tmp_path / name
+        run(sub, study(["optimizer"]), FakeTrainer(), sets=sets)
+    studies = [load_study(tmp_path / n / "study") for n in ("a", "b")]
+    table = compare(studies)
+    assert len(table) == 2
+    assert main(["report", "--project", str(studies[0].path), str(studies[1].path), "--out",
+                 str(tmp_path / "cmp")]) == 0
+    assert (tmp_path / "cmp" / "comparison.png").is_file()
+    assert (tmp_path / "cmp" / "comparison.md").is_file()
+
+
+def test_not_a_study_is_a_clear_error(tmp_path):
+    with pytest.raises(EmotuneError, match="is not an emotune study"):
+        load_study(tmp_path)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
+def test_index_html_renders_in_headless_chromium(sweep_study, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "rep"
+    write_report([sweep_study], [recommend(sweep_study)], out)
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
+                    f"--screenshot={shot}", (out / "index.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape[0] > 1000
+    assert pixels.std() > 20  # text, tables and figures, not a blank page
+    # The figures are drawn in colour: a blank or broken-image page has almost no colour.
+    rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
+    assert (rgb.max(axis=2) - rgb.min(axis=2) > 60).mean() > 0.01

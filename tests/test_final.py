@@ -1,0 +1,118 @@
+"""final-train, the model bundle and predict, on tiny data with real training."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+from test_cli import assert_one_line_error, run_cli
+
+from conftest import make_tiny_data, make_tiny_glove, tiny_settings
+from emotune.bundle import load_bundle
+from emotune.cli import main
+from emotune.config import build_config, parse_sets
+from emotune.errors import EmotuneError
+from emotune.final import evaluate_split, row_percent
+from emotune.progress import set_quiet
+from emotune.train import fit, load_inputs
+
+
+def test_test_metrics_by_hand():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.eye(3)[[0, 1, 1, 1, 2, 0]] * 0.9 + 0.1 / 3
+    m = evaluate_split(y, probs, ["a", "b", "c"])
+    assert m.accuracy == pytest.approx(4 / 6)
+    assert m.confusion.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert m.per_class["recall"].tolist() == pytest.approx([0.5, 1.0, 0.5])
+    assert m.per_class["precision"].tolist() == pytest.approx([0.5, 2 / 3, 1.0])
+    f1 = [0.5, 0.8, 2 / 3]
+    assert m.macro_f1 == pytest.approx(np.mean(f1))
+    np.testing.assert_allclose(row_percent(m.confusion).sum(axis=1), 100)
+
+
+class Untouchable:
+    def __getattr__(self, name):
+        raise AssertionError("the test split was read during training")
+
+
+def test_training_never_reads_the_test_split(tiny_sets):
+    config = build_config(overrides=parse_sets(tiny_sets))
+    _, prepared, emb = load_inputs(config)
+    fit(config, dataclasses.replace(prepared, test=Untouchable()), emb)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """One final-train on tiny data, shared by the tests below (it is read, never changed)."""
+    tmp_path = tmp_path_factory.mktemp("final")
+    tiny_sets = tiny_settings(make_tiny_data(tmp_path), make_tiny_glove(tmp_path),
+                              tmp_path / "emb")
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text("model:\n  type: gru\n  units: 16\n  embedding: fine-tuned\n"
+                           "train:\n  lr: 0.02\n  epochs: 6\n")
+    sets = [x for s in tiny_sets if not s.startswith("epochs") and not s.startswith("units")
+            for x in ("--set", s)]
+    set_quiet(True)
+    assert main(["final-train", "--config", str(config_file), *sets, "--models-dir",
+                 str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")]) == 0
+    return tmp_path / "models" / "tiny", tmp_path / "reports" / "tiny" / "final"
+
+
+def test_final_train_writes_bundle_and_report(bundle):
+    model_dir, report = bundle
+    assert {p.name for p in model_dir.iterdir()} == {"model.keras", "vocab.txt", "labels.json",
+                                                     "config.yaml", "metrics.json",
+                                                     "bundle.json"}
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.8  # the tiny task is easy once trained
+    assert len(metrics["per_class"]) == 3 and metrics["data_checksum"]
+    for name in ("final.md", "confusion.png", "curves.png", "confusion_counts.csv",
+                 "confusion_percent.csv", "per_class.csv", "history.csv", "test_metrics.json"):
+        assert (report / name).is_file(), name
+    import pandas as pd
+
+    h = pd.read_csv(report / "history.csv")
+    assert {"grad_norm", "learning_rate", "val_loss"} <= set(h.columns)
+    assert (h["grad_norm"] > 0).all()
+    assert h["learning_rate"].tolist() == pytest.approx([0.02] * len(h))
+    counts = pd.read_csv(report / "confusion_counts.csv", index_col=0)
+    assert counts.values.sum() == 90
+
+
+def test_predict_uses_the_training_tokenisation(bundle, capsys):
+    model_dir, _ = bundle
+    b = load_bundle(model_dir)
+    probs = b.predict(["i feel so happy today", "so SAD and gloomy", "furious!!"])
+    assert [b.labels[i] for i in probs.argmax(axis=1)] == ["joy", "sadness", "anger"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    assert main(["predict", "--model-dir", str(model_dir), "--json", "i am glad"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["label"] == "joy" and set(row["probabilities"]) == {"joy", "sadness", "anger"}
+
+
+def test_broken_bundles_are_clear_errors(bundle, tmp_path):
+    model_dir, _ = bundle
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "vocab.txt").unlink()
+    with pytest.raises(EmotuneError, match="incomplete: vocab.txt missing"):
+        load_bundle(broken)
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    meta = json.loads((old / "bundle.json").read_text())
+    (old / "bundle.json").write_text(json.dumps({**meta, "format": 0, "emotune": "0.0.1"}))
+    with pytest.raises(EmotuneError, match="written by emotune 0.0.1 .* retrain"):
+        load_bundle(old)
+    assert_one_line_error(run_cli("predict", "--model-dir", str(broken), "hi"), "incomplete")
+    assert_one_line_error(run_cli("predict", "--model-dir", str(model_dir)), "nothing to classify")
+
+
+def test_final_train_refuses_to_overwrite(bundle):
+    model_dir, _ = bundle
+    root = model_dir.parent.parent
+    proc = run_cli("final-train", "--config", str(root / "tiny.yaml"), "--models-dir",
+                   str(root / "models"))
+    assert_one_line_error(proc, "already exists; choose another --name or add --overwrite")
