@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
     p.add_argument("--keep-models", action="store_true",
                    help="keep every trial's model, not only the best one")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run N trials at a time: a KerasTuner chief and N worker processes on "
+                        "this machine, each with its share of the cores")
+    p.add_argument("--role", choices=["chief", "worker"], help=argparse.SUPPRESS)
     _config_options(p)
     p.set_defaults(func=commands.cmd_search)
 
@@ -182,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -17,16 +17,23 @@ from typing import Any
 from emotune.errors import EmotuneError
 
 
-def _load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
-    from emotune.config import build_config, parse_sets
+def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """--data, --glove and --set as settings."""
+    from emotune.config import parse_sets
 
-    overrides: dict[str, Any] = dict(extra or {})
+    overrides: dict[str, Any] = {}
     if args.data:
         overrides["data.path"] = args.data
     if args.glove:
         overrides["embeddings.source"] = args.glove
     overrides.update(parse_sets(args.sets))
-    return build_config(args.config, overrides)
+    return overrides
+
+
+def _load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+    from emotune.config import build_config
+
+    return build_config(args.config, {**(extra or {}), **_cli_overrides(args)})
 
 
 def _import_tensorflow_quietly() -> None:
@@ -127,7 +134,6 @@ def _table(frame: Any, columns: list[str]) -> str:
 def cmd_search(args: argparse.Namespace) -> int:
     from emotune.data import subsample
     from emotune.progress import log
-    from emotune.results import top
     from emotune.search import parse_budget, run_search
     from emotune.space import PARAMS
     from emotune.train import load_inputs
@@ -148,6 +154,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     label = "all" if len(study.params) == len(PARAMS) else "-".join(study.params)
     name = f"{study.model}-{label}" if study.sweep else f"{study.model}-{study.strategy}"
     project = Path(args.project or Path("runs") / name)
+    if args.workers is not None and args.workers < 1:
+        raise EmotuneError(f"--workers must be >= 1. Received: {args.workers}")
+    if args.workers and args.workers > 1 and not args.role:
+        return _search_with_workers(args, study, project)
     _, prepared, embedding = load_inputs(config)
     if args.sample:
         prepared = subsample(prepared, args.sample, config.data.split_seed)
@@ -156,9 +166,49 @@ def cmd_search(args: argparse.Namespace) -> int:
     log(f"study {project}: {study.describe()}; {len(prepared.train.labels)} training rows"
         f"{f', {study.repeats} seeds each' if study.repeats > 1 else ''}")
     outcome = run_search(study, config, prepared, embedding, project=project,
-                         overwrite=args.overwrite, keep_models=args.keep_models,
-                         budget_s=budget_s)
-    frame = outcome.trials
+                         overwrite=args.overwrite and not args.role,
+                         keep_models=args.keep_models, budget_s=budget_s)
+    if args.role:  # a chief or worker of --workers: the supervisor prints the summary
+        return 0
+    _print_summary(study, outcome.trials, project, outcome.trained_now, outcome.seconds,
+                   args.budget if outcome.budget_spent else None)
+    return 0
+
+
+def _search_with_workers(args: argparse.Namespace, study: Any, project: Path) -> int:
+    """Re-run this command as a KerasTuner chief and workers (see emotune.cluster)."""
+    import shutil
+
+    from emotune.cluster import run_cluster
+    from emotune.results import load_trials
+
+    if args.overwrite and project.exists():
+        shutil.rmtree(project)
+    argv, skip = [], False
+    for a in args.argv:
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers=") and a != "--overwrite":
+            argv.append(a)
+    if not args.project:
+        argv += ["--project", str(project)]
+    before = len(load_trials(project)) if (project / "kt").is_dir() else 0
+    result = run_cluster(argv, args.workers, project / "chief.log")
+    frame = load_trials(project)
+    _print_summary(study, frame, project, len(frame) - before, result.seconds, None)
+    if result.restarts:
+        print(f"{result.restarts} worker restart(s): their trials were resumed")
+    return 0
+
+
+def _print_summary(study: Any, frame: Any, project: Path, trained_now: int, seconds: float,
+                   budget: str | None) -> None:
+    from emotune.results import top, write_trials_csv
+
+    if (project / "kt").is_dir():
+        frame = write_trials_csv(project)
     best = top(frame, 5)
     if not best.empty:
         cols = ["trial_id", "status", *study.params, "val_accuracy", "val_loss", "best_epoch",
@@ -168,12 +218,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(_table(best, cols))
     counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
     print(f"{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
-          f"{outcome.trained_now} trained in this run, {outcome.seconds:.0f}s")
-    if outcome.budget_spent:
-        print(f"budget {args.budget} spent: no new trial was started; run the same command "
+          f"{trained_now} trained in this run, {seconds:.0f}s")
+    if budget:
+        print(f"budget {budget} spent: no new trial was started; run the same command "
               f"again to continue")
     print(f"trials: {project / 'trials.csv'}")
-    return 0
 
 
 def _recommendations(projects: list[str]) -> list[tuple[Any, Any]]:
@@ -227,23 +276,15 @@ def cmd_final_train(args: argparse.Namespace) -> int:
     if bool(args.project) == bool(args.config):
         raise EmotuneError("give either --project DIR (train the study's recommended "
                            "configuration) or --config FILE")
+    extra: dict[str, Any] = {} if args.seed is None else {"train.seed": args.seed}
     if args.project:
         study = load_study(args.project)
-        config = recommended_config(study, recommend(study))
+        base = recommended_config(study, recommend(study))
+        config = override(base, {**_cli_overrides(args), **extra})
         name = args.name or study.name
     else:
-        config = _load_config(args)
+        config = _load_config(args, extra)
         name = args.name or Path(args.config).stem
-    overrides = {"data.path": args.data} if args.data else {}
-    if args.glove:
-        overrides["embeddings.source"] = args.glove
-    if args.seed is not None:
-        overrides["train.seed"] = args.seed
-    if args.project:
-        from emotune.config import parse_sets
-
-        overrides.update(parse_sets(args.sets))
-    config = override(config, overrides)
     models_dir, reports_dir = Path(args.models_dir), Path(args.reports_dir)
     if (models_dir / name).exists():
         if not args.overwrite:

@@ -105,6 +105,7 @@ class TrainConfig:
     epochs: int = 10
     patience: int = 3
     seed: int = 42
+    steps_per_execution: int = 1  # batches per compiled call: speed only, same numbers
 
     def __post_init__(self) -> None:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
@@ -115,6 +116,8 @@ class TrainConfig:
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
         _check(self.patience >= 1, "patience", self.patience, "an integer >= 1")
+        _check(self.steps_per_execution >= 1, "steps_per_execution", self.steps_per_execution,
+               "an integer >= 1")
 
 
 @dataclass(frozen=True)

@@ -114,5 +114,5 @@ def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
     out = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
     net = keras.Model(ids, out, name=f"emotune_{model.type}")
     net.compile(optimizer=make_optimizer(train), loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"])
+                metrics=["accuracy"], steps_per_execution=train.steps_per_execution)
     return net

@@ -172,36 +172,21 @@ class _TunerMixin:
             "status": "running", "reason": "", "hyperparameters": values,
             "sweeps": sweeps_of(values, self.space.base, list(self.study.params))
             if self.study.sweep else [],
-            "epochs": config.train.epochs, "runs": [],
+            "epochs": config.train.epochs, "runs": [], "tuner_id": self.tuner_id,
         }
         atomic_write_json(trial_dir / "emotune.json", record)
         self.trained_now += 1
         histories = []
         pruned = False
-        best_model = None
+        best_model, best_acc = None, -1.0
         for k in range(self.study.repeats):
             seed = config.train.seed + k
-            try:
-                result = self.hypermodel.fit(hp, None, seed=seed, on_epoch=self._pruner(),
-                                             prefix="  ")
-            except (TrainingError, ConfigError) as e:
-                self._fail(trial_dir, record, str(e))
-                raise _failed_trial(str(e)) from None
-            except Exception as e:
-                reason = _resource_reason(e, config)
-                if reason is None:
-                    self._fail(trial_dir, record, f"{type(e).__name__}: {e}")
-                    raise _fatal(f"{type(e).__name__}: {e}") from e
-                self._fail(trial_dir, record, reason)
-                raise _failed_trial(reason) from None
+            result = self._fit_one(hp, seed, config, trial_dir, record)
             record["runs"].append({"seed": seed, **result.metrics})
             pruned = pruned or result.stopped_by_hook
-            h = result.history.copy()
-            h.insert(0, "seed", seed)
-            histories.append(h)
-            if best_model is None or result.metrics["val_accuracy"] > max(
-                    r["val_accuracy"] for r in record["runs"][:-1]):
-                best_model = result.model
+            histories.append(result.history.assign(seed=seed))
+            if result.metrics["val_accuracy"] > best_acc:
+                best_model, best_acc = result.model, result.metrics["val_accuracy"]
         import pandas as pd
 
         pd.concat(histories).to_csv(trial_dir / "history.csv", index=False)
@@ -212,6 +197,22 @@ class _TunerMixin:
         metrics = {m: sum(r[m] for r in runs) / len(runs)
                    for m in ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch")}
         return metrics
+
+    def _fit_one(self, hp: Any, seed: int, config: Config, trial_dir: Path,
+                 record: dict[str, Any]) -> Any:
+        """One seed of a trial. Failures of this trial alone become FailedTrialError (the
+        search goes on); anything else would fail every trial and becomes FatalError."""
+        try:
+            return self.hypermodel.fit(hp, None, seed=seed, on_epoch=self._pruner(),
+                                       prefix="  ")
+        except (TrainingError, ConfigError) as e:
+            reason, cause = str(e), None
+        except Exception as e:
+            reason = _resource_reason(e, config)
+            cause = e if reason is None else None  # kept for --debug's traceback
+            reason = reason or f"{type(e).__name__}: {e}"
+        self._fail(trial_dir, record, reason)
+        raise (_fatal(reason) if cause else _failed_trial(reason)) from cause
 
     def on_trial_end(self, trial: Any) -> None:
         super().on_trial_end(trial)  # type: ignore[misc]  # the oracle records it
@@ -333,7 +334,26 @@ def make_tuner(oracle: Any, hypermodel: Any, *, study: Study, space: SearchSpace
         tuner = EmotuneTuner(oracle=oracle, hypermodel=hypermodel, directory=str(project),
                              project_name=KT_DIR, overwrite=overwrite)
     tuner._setup(study, space, project, keep_models, budget_s)
+    _pause_while_idle(tuner)
     return tuner
+
+
+def _pause_while_idle(tuner: Any) -> None:
+    """A worker whose oracle answers IDLE (others still running) asks again once a second,
+    rather than in a tight loop of gRPC calls as KerasTuner's search loop does."""
+    from keras_tuner.src.distribute import utils as dist_utils
+
+    if not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle():
+        return
+    create = tuner.oracle.create_trial
+
+    def create_trial(tuner_id: str) -> Any:
+        trial = create(tuner_id)
+        if trial.status == "IDLE":
+            time.sleep(1)
+        return trial
+
+    tuner.oracle.create_trial = create_trial
 
 
 def _grid_oracle(**kwargs: Any) -> Any:
@@ -408,10 +428,15 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Where the data and the cache live may change between runs; the data checksum may not.
+RELOCATABLE = ("base_config.data.path", "base_config.embeddings.cache_dir")
+
+
 def _check_resumable(project: Path, record: dict[str, Any]) -> None:
     saved = _flat(read_json(project / "study.json"))
     new = _flat(json.loads(json.dumps(record)))
-    diff = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
+    diff = sorted(k for k in set(saved) | set(new)
+                  if saved.get(k) != new.get(k) and k not in RELOCATABLE)
     if diff:
         shown = ", ".join(k.split(".", 1)[-1] for k in diff[:6])
         raise EmotuneError(

@@ -10,6 +10,7 @@ import pytest
 from conftest import BENCHMARK_DATA, make_rows, write_txt
 from emotune import __version__
 from emotune.cli import main
+from emotune.config import build_config
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -139,6 +140,13 @@ def test_search_end_to_end_on_tiny_data_then_resume(tiny_sets, tmp_path, capsys)
     assert not list((project / "kt").glob("trial_*/checkpoint*"))
     assert main(argv) == 0  # the same command again resumes: nothing left to train
     assert "0 trained in this run" in capsys.readouterr().out
+    # The study's recommendation goes straight into final-train.
+    assert main(["final-train", "--project", str(project), "--models-dir",
+                 str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    saved = build_config(tmp_path / "models" / "study" / "config.yaml")
+    best = trials.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
+    assert saved.model.dropout == best["dropout"] and saved.model.units == 8
 
 
 def test_search_usage_errors(tiny_data):

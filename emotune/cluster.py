@@ -1,0 +1,129 @@
+"""A KerasTuner chief and N workers on this machine, supervised (``emotune search --workers``).
+
+KerasTuner's own distributed mode does the work: the chief process serves the oracle over gRPC
+(``KERASTUNER_TUNER_ID=chief``) and each worker (``tuner0``, ``tuner1``...) pulls a trial,
+trains it and reports back. The supervisor here only starts the processes on 127.0.0.1 and a
+free port, gives each worker its share of the cores, and bounds every wait: a worker that dies
+is restarted with the same id, so the chief hands it the trial it was running (a dead worker
+otherwise leaves its trial RUNNING forever and the chief never exits); the chief gets a bounded
+time to exit after the last worker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from emotune.errors import EmotuneError
+from emotune.progress import log
+
+CHIEF_START_S = 120  # the chief imports TensorFlow and reads the data before it listens
+CHIEF_EXIT_S = 90  # KerasTuner's chief polls for its exit every 20 s
+MAX_RESTARTS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def worker_env(tuner_id: str, port: int, threads: int | None = None,
+               host: str = "127.0.0.1") -> dict[str, str]:
+    env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP=host,
+               KERASTUNER_ORACLE_PORT=str(port))
+    if threads:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
+                   OMP_NUM_THREADS=str(threads))
+    return env
+
+
+@dataclass
+class ClusterResult:
+    restarts: int
+    seconds: float
+
+
+def run_cluster(argv: Sequence[str], workers: int, chief_log: Path, *,
+                cores: int | None = None, chief_exit_s: float = CHIEF_EXIT_S) -> ClusterResult:
+    """Run ``emotune <argv>`` as a chief and ``workers`` workers until the study is done.
+
+    The chief's messages go to ``chief_log``; the workers' progress to this terminal.
+    """
+    cores = cores or os.cpu_count() or 1
+    threads = max(1, cores // workers)
+    port = free_port()
+    cmd = [sys.executable, "-m", "emotune", *argv]
+    start = time.monotonic()
+    log(f"starting a KerasTuner chief on 127.0.0.1:{port} and {workers} workers "
+        f"({threads} thread{'s' if threads > 1 else ''} each)")
+    chief_log.parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(chief_log, "w")  # noqa: SIM115 - closed in `finally`
+    chief = subprocess.Popen([*cmd, "--role", "chief"], env=worker_env("chief", port),
+                             stdout=log_file, stderr=subprocess.STDOUT)
+    procs: dict[str, subprocess.Popen] = {}
+    restarts = 0
+    try:
+        while not _listening(port):
+            if chief.poll() is not None:
+                tail = chief_log.read_text().strip().splitlines()
+                raise EmotuneError(f"the KerasTuner chief exited before serving "
+                                   f"({tail[-1] if tail else 'no message'}; see {chief_log})")
+            if time.monotonic() - start > CHIEF_START_S:
+                raise EmotuneError(f"the KerasTuner chief did not listen on port {port} "
+                                   f"within {CHIEF_START_S}s")
+            time.sleep(0.5)
+
+        def launch(tuner_id: str) -> subprocess.Popen:
+            return subprocess.Popen([*cmd, "--role", "worker"],
+                                    env=worker_env(tuner_id, port, threads))
+
+        runs = {f"tuner{i}": 0 for i in range(workers)}
+        procs = {t: launch(t) for t in runs}
+        while procs:
+            time.sleep(0.5)
+            for tuner_id, proc in list(procs.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del procs[tuner_id]
+                if code == 0:
+                    continue
+                if code == 1:  # a reported user error (printed by the worker): no retry
+                    raise EmotuneError(f"worker {tuner_id} stopped with an error (above)")
+                runs[tuner_id] += 1
+                if runs[tuner_id] > MAX_RESTARTS:
+                    raise EmotuneError(f"worker {tuner_id} died {runs[tuner_id]} times (exit "
+                                       f"{code}); finished trials are kept — rerun to resume")
+                restarts += 1
+                log(f"worker {tuner_id} died (exit {code}); restarting it to resume its trial")
+                procs[tuner_id] = launch(tuner_id)
+            if chief.poll() is not None and procs:
+                raise EmotuneError("the KerasTuner chief died; finished trials are kept — "
+                                   "rerun the same command to resume")
+        try:
+            chief.wait(timeout=chief_exit_s)
+        except subprocess.TimeoutExpired:
+            chief.terminate()  # every worker is done: nothing is lost
+    finally:
+        for proc in [*procs.values(), chief]:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        log_file.close()
+    return ClusterResult(restarts, time.monotonic() - start)

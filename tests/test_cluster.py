@@ -1,0 +1,40 @@
+"""--workers: KerasTuner's chief and workers as real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+from emotune.cluster import free_port, worker_env
+
+
+def test_worker_env_points_at_the_chief_and_limits_threads():
+    env = worker_env("tuner1", 5123, threads=1)
+    assert env["KERASTUNER_TUNER_ID"] == "tuner1"
+    assert env["KERASTUNER_ORACLE_IP"] == "127.0.0.1"
+    assert env["KERASTUNER_ORACLE_PORT"] == "5123"
+    assert env["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert 1024 <= free_port() <= 65535
+
+
+def test_two_workers_share_a_sweep_and_train_each_value_once(tiny_sets, tmp_path):
+    project = tmp_path / "study"
+    sets = [x for s in tiny_sets for x in ("--set", s)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "emotune", "search", "--param", "dropout", "--set",
+         "sweeps.dropout=[0.2, 0.3, 0.4, 0.6]", *sets, "--project", str(project),
+         "--workers", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "5 trials (5 completed)" in proc.stdout
+    trials = pd.read_csv(project / "trials.csv")
+    assert sorted(trials["dropout"]) == [0.2, 0.3, 0.4, 0.5, 0.6]  # each value exactly once
+    trial_dirs = list((project / "kt").glob("trial_*"))
+    status = {json.loads((d / "trial.json").read_text())["status"] for d in trial_dirs}
+    assert status == {"COMPLETED"}
+    owners = {json.loads((d / "emotune.json").read_text())["tuner_id"] for d in trial_dirs}
+    assert owners == {"tuner0", "tuner1"}  # both workers trained
+    assert proc.stderr.count("trial ") >= 5  # their progress reached this terminal
+    assert (project / "chief.log").is_file()
