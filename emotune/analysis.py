@@ -2,8 +2,9 @@
 
 A one-at-a-time study gives one ``Sweep`` per parameter (its values with the others at their
 defaults); a joint study gives per-parameter marginals. ``recommend`` combines them into one
-configuration with its expected val accuracy: measured when that configuration was trained,
-otherwise an additive estimate from the sweeps (stated as such).
+configuration with its expected val accuracy: measured when that configuration was trained;
+otherwise the best single change's measured numbers, stated as such (separate sweeps' gains
+need not add up, so no sum is claimed).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class Recommendation:
     rows: tuple[Sweep, ...]
     expected_accuracy: float
     expected_loss: float
-    basis: str  # "measured (trial N)" or "additive estimate from the sweeps"
+    basis: str  # "measured (trial N)", or how the numbers relate to an untrained combination
     best_trial: dict[str, Any]  # the best trained configuration
     notes: tuple[str, ...]
 
@@ -180,20 +181,13 @@ def recommend(study: Study) -> Recommendation:
     if hit is not None:
         exp_acc, exp_loss = float(hit["val_accuracy"]), float(hit["val_loss"])
         basis = f"measured (trial {hit['trial_id']})"
-    else:  # one-at-a-time: add up each sweep's gain over the default configuration
-        base = _matching_trial(done, study.defaults)
-        if base is None:
-            raise EmotuneError(f"{study.path}: the default configuration has not completed; "
-                               f"resume the study")
-        exp_acc = float(base["val_accuracy"]) + sum(
-            s.best.val_accuracy - float(base["val_accuracy"]) for s in rows)
-        exp_loss = float(base["val_loss"]) + sum(
-            s.best.val_loss - float(base["val_loss"]) for s in rows)
-        exp_acc = min(exp_acc, 1.0)
-        basis = "additive estimate from the sweeps (not trained yet)"
-        notes.append("The recommended combination was not trained in this study; its expected "
-                     "numbers assume the parameters act independently. `emotune final-train "
-                     "--project` trains and measures it.")
+    else:  # one-at-a-time, combination untrained: the best single change, measured
+        best = max((s.best for s in rows), key=lambda p: (p.val_accuracy, -p.val_loss))
+        exp_acc, exp_loss = best.val_accuracy, best.val_loss
+        basis = (f"not trained in this study: its best single change was measured at this "
+                 f"(trial {best.trial_id}); gains from separate sweeps need not add up")
+        notes.append("Measure the combination with `emotune final-train --project` (or "
+                     "`emotune train --config experiments/recommended-<study>.yaml`).")
     for s in rows:
         if s.within_spread:
             notes.append(f"{s.param}: best {s.best.value} and runner-up {s.runner_up.value} "

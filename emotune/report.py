@@ -98,7 +98,7 @@ def write_recommendation(rec: Recommendation, out: Path) -> list[Path]:
              "runner_up": None if s.runner_up is None else s.runner_up.value,
              "within_spread": s.within_spread} for s in rec.rows]
     atomic_write_text(out / "recommendations.csv", pd.DataFrame(rows).to_csv(index=False))
-    md = [f"# Recommendations: {rec.study} ({rec.model})\n",
+    md = [f"# Recommendations: {rec.study} ({rec.model})\n\n",
           md_table(recommendation_rows(rec), ["Hyperparameter", "Best Value", "Val Accuracy",
                                               "Val Loss"]),
           "\n**Recommended:** " + " ".join(f"`{k}={fmt(v)}`" for k, v in rec.values.items()),
@@ -121,6 +121,7 @@ def _draw_sweep(ax: Any, s: Sweep) -> None:
     xs = [p.value for p in s.points]
     ys = [p.val_accuracy for p in s.points]
     err = [p.val_accuracy_std if p.n > 1 else 0 for p in s.points]
+    err = err if any(err) else None  # one seed each: no error bars
     numeric = all(isinstance(x, (int, float)) for x in xs)
     if numeric:
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3)
