@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,18 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise EmotuneError(f"{path} cannot be read ({e}); the study folder is damaged — "
-                           f"restore the file or start over with --overwrite") from None
+def read_json(path: Path, attempts: int = 5) -> dict:
+    """Read a JSON file; a file being rewritten right now (KerasTuner writes its trial files
+    in place, and with --workers another process may be writing) is read again shortly."""
+    for attempt in range(attempts):
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            if attempt == attempts - 1:
+                raise EmotuneError(f"{path} cannot be read ({e}); the study folder is damaged "
+                                   f"— restore the file or start over with --overwrite") from None
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def trial_dirs(project: Path) -> list[Path]:

@@ -253,3 +253,17 @@ def test_moving_the_data_folder_does_not_block_a_resume(tmp_path):
     again = FakeTrainer()
     out = run(tmp_path, study(["optimizer"]), again, sets=["data.path=/new/place"])
     assert again.calls == [] and len(out.trials) == 3
+
+
+def test_a_trial_file_caught_mid_write_is_read_again(tmp_path):
+    import threading
+
+    from emotune.results import read_json
+
+    path = tmp_path / "trial.json"
+    path.write_text('{"trial_id": "00')  # a writer has got this far
+    threading.Timer(0.15, lambda: path.write_text('{"trial_id": "0001"}')).start()
+    assert read_json(path) == {"trial_id": "0001"}
+    path.write_text("{broken")
+    with pytest.raises(EmotuneError, match="cannot be read"):
+        read_json(path, attempts=2)
