@@ -105,7 +105,7 @@ class TrainConfig:
     epochs: int = 10
     patience: int = 3
     seed: int = 42
-    steps_per_execution: int = 1  # batches per compiled call: speed only, same numbers
+    steps_per_execution: int = 1  # batches per compiled call: faster, not bit-identical
 
     def __post_init__(self) -> None:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
