@@ -12,7 +12,9 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from emotune import __version__, commands
+from emotune.config import MODEL_TYPES
 from emotune.errors import EmotuneError
+from emotune.search import STRATEGIES
 
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[common], help="train one configuration",
                        description="Train one configuration with early stopping and write a "
                                    "run folder (config, history.csv, metrics.json).")
-    p.add_argument("--model", choices=["gru", "lstm", "cnn"],
+    p.add_argument("--model", choices=MODEL_TYPES,
                    help="model type (default: model.type of the config, gru)")
     _config_options(p)
     p.add_argument("--epochs", type=int, help="at most this many epochs (train.epochs)")
@@ -77,12 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "shared default configuration once; --strategy runs a joint search. Every "
                     "trial uses early stopping; the objective is val accuracy at the best "
                     "epoch. Running the same command again resumes the study.")
-    p.add_argument("--model", choices=["gru", "lstm", "cnn"],
+    p.add_argument("--model", choices=MODEL_TYPES,
                    help="model type (default: model.type of the config, gru)")
     p.add_argument("--param", metavar="NAME",
                    help="parameter(s) to sweep one at a time: lr, batch_size, units, dropout, "
                         "optimizer, embedding (comma-separated), or all")
-    p.add_argument("--strategy", choices=["grid", "bayesian", "random", "hyperband"],
+    p.add_argument("--strategy", choices=STRATEGIES,
                    help="joint search over all parameters (or those given by --param)")
     p.add_argument("--trials", type=int, help="joint searches: at most N trials "
                                               "(search.trials, default 20)")
