@@ -279,5 +279,4 @@ def recommended_config(study: Study, rec: Recommendation) -> Any:
     from emotune.config import build_config
     from emotune.space import apply
 
-    base = {k: v for k, v in study.record["base_config"].items()}
-    return apply(build_config(overrides=base), rec.values)
+    return apply(build_config(overrides=study.record["base_config"]), rec.values)

@@ -8,8 +8,6 @@ length, tokenizer, data checksum, package versions). Text is tokenised exactly a
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from emotune import __version__
 from emotune.config import Config, save_config
 from emotune.data import UNK, Prepared, tokenize
 from emotune.errors import EmotuneError
+from emotune.results import atomic_dir
 
 FORMAT = 1
 TOKENIZER = "emotune.data.tokenize/1"  # regex \w+|'\w+|[^\w\s] on lowercased text
@@ -32,9 +31,7 @@ def save_bundle(path: Path, model: Any, config: Config, prepared: Prepared,
     if path.exists():
         raise EmotuneError(f"model folder {path} already exists; choose another --name or "
                            f"add --overwrite")
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(path) as tmp:
         model.save(tmp / "model.keras")
         (tmp / "vocab.txt").write_text("\n".join(prepared.vocab) + "\n", encoding="utf-8")
         (tmp / "labels.json").write_text(json.dumps(list(prepared.label_names)) + "\n")
@@ -44,10 +41,6 @@ def save_bundle(path: Path, model: Any, config: Config, prepared: Prepared,
             "format": FORMAT, "emotune": __version__, "tokenizer": TOKENIZER,
             "max_len": prepared.max_len, "data_checksum": prepared.checksum,
             "versions": versions}, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -7,10 +7,13 @@ project in ``kt/``: one ``trial_<id>/`` per trial with KerasTuner's ``trial.json
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,22 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; rename it to ``path`` when the block ends
+    normally, delete it otherwise, so ``path`` is either complete or absent."""
+    if path.exists():
+        raise EmotuneError(f"{path} already exists; choose another name or remove it")
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

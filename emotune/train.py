@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from emotune.data import Dataset, Encoded, Prepared
 from emotune.embeddings import Embedding
 from emotune.errors import EmotuneError, TrainingError
 from emotune.progress import bar, log
+from emotune.results import atomic_dir
 
 CHUNK_BATCHES = 50
 PACKAGES = ("emotune", "tensorflow", "keras", "keras-tuner", "numpy", "pandas", "scikit-learn",
@@ -177,7 +176,8 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
     from emotune.models import build_model
 
     tc = config.train
-    keras.backend.clear_session()  # no state piles up across trials
+    keras.backend.clear_session()  # reset Keras's global state between trials (a frozen
+    # embedding still leaks ~20 MB per trial: benchmarks/RESULTS.md)
     seed_everything(tc.seed)
     model = build_model(config.model, tc, embedding.matrix, prepared.num_classes)
     steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)
@@ -231,9 +231,7 @@ def write_run(run_dir: Path, config: Config, result: TrainResult, prepared: Prep
     """Write the run folder atomically: into a temporary folder, renamed when complete."""
     if run_dir.exists():
         raise EmotuneError(f"run folder {run_dir} already exists; choose another --out")
-    tmp = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(run_dir) as tmp:
         save_config(config, tmp / "config.yaml")
         result.history.to_csv(tmp / "history.csv", index=False)
         record = {
@@ -247,8 +245,4 @@ def write_run(run_dir: Path, config: Config, result: TrainResult, prepared: Prep
             "versions": package_versions(),
         }
         (tmp / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return run_dir
