@@ -119,7 +119,8 @@ def emotune_trial(config, prepared, embedding) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
-    ap.add_argument("--configs", type=int, default=3, help="how many of CONFIGS to compare")
+    ap.add_argument("--configs", type=int, default=3,
+                    help="how many of CONFIGS to compare (0: memory and study only)")
     ap.add_argument("--memory-trials", type=int, default=100)
     ap.add_argument("--study", action="store_true",
                     help="also time `emotune search --model gru --param all` (minutes)")
@@ -150,15 +151,16 @@ def main() -> int:
                   f"({e['epochs']} ep) | notebook {n['seconds']:6.1f}s acc "
                   f"{n['val_accuracy']:.4f} ({n['epochs']} ep, prep {n['prep_seconds']:.1f}s) "
                   f"| ratio {n['seconds'] / e['seconds']:.2f}x", flush=True)
-    te = sum(r["emotune"]["seconds"] for _, r in rows)
-    tn = sum(r["notebook"]["seconds"] for _, r in rows)
-    acc_e = np.mean([r["emotune"]["val_accuracy"] for _, r in rows])
-    acc_n = np.mean([r["notebook"]["val_accuracy"] for _, r in rows])
-    ep_e = sum(r["emotune"]["epochs"] for _, r in rows)
-    ep_n = sum(r["notebook"]["epochs"] for _, r in rows)
-    print(f"{'total':<24} emotune {te:6.1f}s acc {acc_e:.4f} | notebook {tn:6.1f}s acc "
-          f"{acc_n:.4f} | ratio {tn / te:.2f}x per trial, {(tn / ep_n) / (te / ep_e):.2f}x "
-          f"per epoch")
+    if rows:
+        te = sum(r["emotune"]["seconds"] for _, r in rows)
+        tn = sum(r["notebook"]["seconds"] for _, r in rows)
+        acc_e = np.mean([r["emotune"]["val_accuracy"] for _, r in rows])
+        acc_n = np.mean([r["notebook"]["val_accuracy"] for _, r in rows])
+        ep_e = sum(r["emotune"]["epochs"] for _, r in rows)
+        ep_n = sum(r["notebook"]["epochs"] for _, r in rows)
+        print(f"{'total':<24} emotune {te:6.1f}s acc {acc_e:.4f} | notebook {tn:6.1f}s acc "
+              f"{acc_n:.4f} | ratio {tn / te:.2f}x per trial, {(tn / ep_n) / (te / ep_e):.2f}x "
+              f"per epoch")
     print(f"peak RSS after the comparison: {peak_rss_mb():.0f} MB")
 
     if args.memory_trials:

@@ -11,7 +11,8 @@ import json
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
@@ -145,6 +146,30 @@ def _progress_callback(epochs: int, steps: int, prefix: str, on_epoch: EpochHook
     return EpochLog()
 
 
+@contextmanager
+def released_custom_gradients() -> Iterator[None]:
+    """Forget the gradient functions that TensorFlow registers while tracing inside the block.
+
+    In graph mode every ``@tf.custom_gradient`` call registers its gradient function in a global
+    registry that is never emptied (tensorflow/tensorflow#97697). Keras's TensorFlow optimizer
+    makes one such call per traced train step whenever all gradients are dense (a frozen
+    embedding: no IndexedSlices), and each holds the whole traced train graph: ~20 MB per trial.
+    Once ``fit`` returns, the step is traced and its gradient already built, so the entries are
+    dead weight (benchmarks/RESULTS.md, "Memory").
+    """
+    from tensorflow.python.framework import ops as tf_ops
+
+    registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
+    before = set(registry) if isinstance(registry, dict) else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            for name in set(registry) - before:
+                if name.startswith("CustomGradient-"):
+                    del registry[name]
+
+
 def seed_everything(seed: int) -> None:
     import keras
     import tensorflow as tf
@@ -176,8 +201,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
     from emotune.models import build_model
 
     tc = config.train
-    keras.backend.clear_session()  # reset Keras's global state between trials (a frozen
-    # embedding still leaks ~20 MB per trial: benchmarks/RESULTS.md)
+    keras.backend.clear_session()  # reset Keras's global state between trials
     seed_everything(tc.seed)
     model = build_model(config.model, tc, embedding.matrix, prepared.num_classes)
     steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)
@@ -186,10 +210,11 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
                                          restore_best_weights=True)
     x_val, y_val = padded(prepared.val), prepared.val.labels
     start = time.perf_counter()
-    hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed),
-                     steps_per_epoch=steps, epochs=tc.epochs,
-                     validation_data=(x_val, y_val), validation_batch_size=256,
-                     callbacks=[progress, stop, *callbacks], verbose=0)
+    with released_custom_gradients():
+        hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed),
+                         steps_per_epoch=steps, epochs=tc.epochs,
+                         validation_data=(x_val, y_val), validation_batch_size=256,
+                         callbacks=[progress, stop, *callbacks], verbose=0)
     seconds = time.perf_counter() - start
     if progress.nan_epoch is not None:
         raise TrainingError(

@@ -90,3 +90,20 @@ def test_write_run_records_everything(tiny_sets, tmp_path):
     assert m["versions"]["tensorflow"] != "not installed"
     assert build_config(run / "config.yaml") == config  # the saved config reproduces the run
     assert not list(tmp_path.glob(".run.partial*"))
+
+
+def test_fit_leaves_no_traced_graph_in_tensorflows_gradient_registry(tiny_sets):
+    # A frozen embedding makes every gradient dense, and Keras's all-reduce then registers a
+    # @custom_gradient per traced train step in a registry TensorFlow never empties: ~20 MB of
+    # graph per trial before the fix (benchmarks/RESULTS.md, "Memory").
+    from tensorflow.python.framework import ops as tf_ops
+
+    def custom() -> set[str]:
+        return {k for k in tf_ops._gradient_registry._registry if k.startswith("CustomGradient")}
+
+    config = build_config(overrides=parse_sets(tiny_sets + ["epochs=1", "embedding=frozen"]))
+    _, prepared, emb = load_inputs(config)
+    before = custom()
+    fit(config, prepared, emb)
+    fit(config, prepared, emb)
+    assert custom() == before
