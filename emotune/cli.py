@@ -45,6 +45,35 @@ def _config_options(p: argparse.ArgumentParser) -> None:
                    help="GloVe .txt or .zip to use instead of the packaged 6B 50-d vectors")
 
 
+def _search_options(p: argparse.ArgumentParser) -> None:
+    """What defines a study and how it runs: shared by search, chief and worker."""
+    p.add_argument("--model", choices=MODEL_TYPES,
+                   help="model type (default: model.type of the config, gru)")
+    p.add_argument("--param", metavar="NAME",
+                   help="parameter(s) to sweep one at a time: lr, batch_size, units, dropout, "
+                        "optimizer, embedding (comma-separated), or all")
+    p.add_argument("--strategy", choices=STRATEGIES,
+                   help="joint search over all parameters (or those given by --param)")
+    p.add_argument("--trials", type=int, help="joint searches: at most N trials "
+                                              "(search.trials, default 20)")
+    p.add_argument("--repeats", type=int, metavar="K",
+                   help="train every configuration with K seeds; keep mean and std")
+    p.add_argument("--prune", action="store_true",
+                   help="median stopping: stop a trial whose val accuracy falls below the "
+                        "median of finished trials at the same epoch (grid/bayesian/random)")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="start no new trial after this long (e.g. 15m, 1h30m); the current "
+                        "one finishes; rerun to continue")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="train on a stratified subsample of N training rows (smoke runs)")
+    p.add_argument("--epochs", type=int, help="at most this many epochs per trial")
+    p.add_argument("--project", metavar="DIR",
+                   help="study folder (default: runs/<model>-<param or strategy>)")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep every trial's model, not only the best one")
+    _config_options(p)
+
+
 # ---------------------------------------------------------------- parser and main
 
 
@@ -79,37 +108,46 @@ def build_parser() -> argparse.ArgumentParser:
                     "shared default configuration once; --strategy runs a joint search. Every "
                     "trial uses early stopping; the objective is val accuracy at the best "
                     "epoch. Running the same command again resumes the study.")
-    p.add_argument("--model", choices=MODEL_TYPES,
-                   help="model type (default: model.type of the config, gru)")
-    p.add_argument("--param", metavar="NAME",
-                   help="parameter(s) to sweep one at a time: lr, batch_size, units, dropout, "
-                        "optimizer, embedding (comma-separated), or all")
-    p.add_argument("--strategy", choices=STRATEGIES,
-                   help="joint search over all parameters (or those given by --param)")
-    p.add_argument("--trials", type=int, help="joint searches: at most N trials "
-                                              "(search.trials, default 20)")
-    p.add_argument("--repeats", type=int, metavar="K",
-                   help="train every configuration with K seeds; keep mean and std")
-    p.add_argument("--prune", action="store_true",
-                   help="median stopping: stop a trial whose val accuracy falls below the "
-                        "median of finished trials at the same epoch (grid/bayesian/random)")
-    p.add_argument("--budget", metavar="DURATION",
-                   help="start no new trial after this long (e.g. 15m, 1h30m); the current "
-                        "one finishes; rerun to continue")
-    p.add_argument("--sample", type=int, metavar="N",
-                   help="train on a stratified subsample of N training rows (smoke runs)")
-    p.add_argument("--epochs", type=int, help="at most this many epochs per trial")
-    p.add_argument("--project", metavar="DIR",
-                   help="study folder (default: runs/<model>-<param or strategy>)")
+    _search_options(p)
     p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
-    p.add_argument("--keep-models", action="store_true",
-                   help="keep every trial's model, not only the best one")
     p.add_argument("--workers", type=int, metavar="N",
                    help="run N trials at a time: a KerasTuner chief and N worker processes on "
                         "this machine, each with its share of the cores")
     p.add_argument("--role", choices=["chief", "worker"], help=argparse.SUPPRESS)
-    _config_options(p)
     p.set_defaults(func=commands.cmd_search)
+
+    p = sub.add_parser(
+        "chief", parents=[common], help="serve a search to workers on other machines",
+        description="Serve a search to `emotune worker` processes on other machines "
+                    "(KerasTuner's distributed mode: the chief runs the oracle over gRPC and "
+                    "trains nothing). Takes the same study options as `search`; every worker "
+                    "must be given the same ones and the same --project, on a folder all "
+                    "machines share. Exits when the study is done and every worker has "
+                    "finished. README: \"Several machines\".")
+    _search_options(p)
+    p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
+    p.add_argument("--host", default="0.0.0.0",
+                   help="address to listen on (default: all interfaces)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.set_defaults(func=commands.cmd_chief)
+
+    p = sub.add_parser(
+        "worker", parents=[common], help="train trials served by an `emotune chief`",
+        description="Pull trials from an `emotune chief`, train them and report back, until "
+                    "the study is done. Give the same study options and --project as the "
+                    "chief. A worker that died is restarted with the same command (the same "
+                    "--id): the chief hands it back the trial it was running.")
+    _search_options(p)
+    p.add_argument("--chief", required=True, metavar="HOST:PORT",
+                   help="where `emotune chief` listens, e.g. 10.0.0.5:8000")
+    p.add_argument("--id", dest="worker_id", metavar="NAME",
+                   help="this worker's KerasTuner id, unique per worker (default: the host "
+                        "name); reuse it when restarting a worker")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="TensorFlow threads for this worker (default: all cores)")
+    p.add_argument("--wait", type=float, default=300, metavar="SECONDS",
+                   help="give up if the chief does not answer within this long (default 300)")
+    p.set_defaults(func=commands.cmd_worker)
 
     p = sub.add_parser(
         "recommend", parents=[common], help="best value per parameter and a configuration",

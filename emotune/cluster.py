@@ -40,6 +40,33 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def wait_for(host: str, port: int, seconds: float) -> bool:
+    """Whether something listens at ``host:port`` within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(1)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> (host, port), or a one-line error saying what is expected."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise EmotuneError(f"--chief must be HOST:PORT, e.g. 10.0.0.5:8000. Received: {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def serve_env(host: str, port: int) -> dict[str, str]:
+    """The environment that makes a KerasTuner search the chief, listening on host:port."""
+    return {"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": host,
+            "KERASTUNER_ORACLE_PORT": str(port)}
+
+
 def worker_env(tuner_id: str, port: int, threads: int | None = None,
                host: str = "127.0.0.1") -> dict[str, str]:
     env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP=host,
@@ -71,7 +98,8 @@ def run_cluster(argv: Sequence[str], workers: int, chief_log: Path, *,
         f"({threads} thread{'s' if threads > 1 else ''} each)")
     chief_log.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(chief_log, "w")  # noqa: SIM115 - closed in `finally`
-    chief = subprocess.Popen([*cmd, "--role", "chief"], env=worker_env("chief", port),
+    chief = subprocess.Popen([*cmd, "--role", "chief"], env={**os.environ,
+                                                             **serve_env("127.0.0.1", port)},
                              stdout=log_file, stderr=subprocess.STDOUT)
     procs: dict[str, subprocess.Popen] = {}
     restarts = 0

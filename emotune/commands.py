@@ -154,9 +154,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     label = "all" if len(study.params) == len(PARAMS) else "-".join(study.params)
     name = f"{study.model}-{label}" if study.sweep else f"{study.model}-{study.strategy}"
     project = Path(args.project or Path("runs") / name)
-    if args.workers is not None and args.workers < 1:
-        raise EmotuneError(f"--workers must be >= 1. Received: {args.workers}")
-    if args.workers and args.workers > 1 and not args.role:
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        raise EmotuneError(f"--workers must be >= 1. Received: {workers}")
+    supervised = bool(getattr(args, "role", None))  # a process of --workers (hidden --role)
+    if workers and workers > 1 and not supervised:
         return _search_with_workers(args, study, project)
     _, prepared, embedding = load_inputs(config)
     if args.sample:
@@ -165,10 +167,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         _import_tensorflow_quietly()
     log(f"study {project}: {study.describe()}; {len(prepared.train.labels)} training rows"
         f"{f', {study.repeats} seeds each' if study.repeats > 1 else ''}")
+    # The supervisor of --workers holds the study's lock; so does `emotune chief`, for its
+    # workers (`emotune worker` may run on the chief's machine too).
     outcome = run_search(study, config, prepared, embedding, project=project,
-                         overwrite=args.overwrite and not args.role,
-                         keep_models=args.keep_models, budget_s=budget_s)
-    if args.role:  # a chief or worker of --workers: the supervisor prints the summary
+                         overwrite=getattr(args, "overwrite", False) and not supervised,
+                         keep_models=args.keep_models, budget_s=budget_s,
+                         lock=not supervised and args.command != "worker")
+    if supervised:  # the supervisor prints the summary
         return 0
     _print_summary(study, outcome.trials, project, outcome.trained_now, outcome.seconds,
                    args.budget if outcome.budget_spent else None)
@@ -177,13 +182,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _search_with_workers(args: argparse.Namespace, study: Any, project: Path) -> int:
     """Re-run this command as a KerasTuner chief and workers (see emotune.cluster)."""
-    import shutil
-
     from emotune.cluster import run_cluster
-    from emotune.results import load_trials
+    from emotune.results import clear_project, load_trials, study_lock
 
-    if args.overwrite and project.exists():
-        shutil.rmtree(project)
     argv, skip = [], False
     for a in args.argv:
         if skip:
@@ -194,13 +195,48 @@ def _search_with_workers(args: argparse.Namespace, study: Any, project: Path) ->
             argv.append(a)
     if not args.project:
         argv += ["--project", str(project)]
-    before = len(load_trials(project)) if (project / "kt").is_dir() else 0
-    result = run_cluster(argv, args.workers, project / "chief.log")
+    with study_lock(project, " ".join(["emotune", *args.argv])):
+        if args.overwrite:
+            clear_project(project)
+        before = len(load_trials(project)) if (project / "kt").is_dir() else 0
+        result = run_cluster(argv, args.workers, project / "chief.log")
     frame = load_trials(project)
     _print_summary(study, frame, project, len(frame) - before, result.seconds, None)
     if result.restarts:
         print(f"{result.restarts} worker restart(s): their trials were resumed")
     return 0
+
+
+def cmd_chief(args: argparse.Namespace) -> int:
+    """`emotune search` as KerasTuner's chief: serves the oracle on --host:--port."""
+    from emotune.cluster import serve_env
+
+    if not 0 < args.port < 65536:
+        raise EmotuneError(f"--port must be between 1 and 65535. Received: {args.port}")
+    os.environ.update(serve_env(args.host, args.port))
+    from emotune.progress import log
+
+    log(f"KerasTuner chief on {args.host}:{args.port}; start workers with: emotune worker "
+        f"--chief <this host>:{args.port} <the same study options>")
+    return cmd_search(args)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """`emotune search` as a KerasTuner worker of the chief at --chief HOST:PORT."""
+    import socket
+
+    from emotune.cluster import parse_address, wait_for, worker_env
+
+    host, port = parse_address(args.chief)
+    if args.threads is not None and args.threads < 1:
+        raise EmotuneError(f"--threads must be >= 1. Received: {args.threads}")
+    if not wait_for(host, port, args.wait):
+        raise EmotuneError(f"no KerasTuner chief answers at {host}:{port} after "
+                           f"{args.wait:g}s; start `emotune chief --port {port}` there first, "
+                           f"or check the address and firewall")
+    os.environ.update(worker_env(args.worker_id or socket.gethostname(), port, args.threads,
+                                 host=host))
+    return cmd_search(args)
 
 
 def _print_summary(study: Any, frame: Any, project: Path, trained_now: int, seconds: float,

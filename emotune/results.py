@@ -53,6 +53,53 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         raise
 
 
+LOCK_FILE = "study.lock"
+
+
+@contextlib.contextmanager
+def study_lock(project: Path, command: str = "") -> Iterator[None]:
+    """Hold ``project``'s lock for the block, or refuse at once if another search holds it.
+
+    An ``flock`` on ``study.lock``: the kernel drops it when its owner exits or is killed, so a
+    dead owner never blocks the next run (the file itself stays; it only says who held it last).
+    """
+    import fcntl
+    import socket
+    from datetime import datetime
+
+    project.mkdir(parents=True, exist_ok=True)
+    path = project / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise EmotuneError(
+                f"{project} is in use by another search ({owner}); wait for it to finish, "
+                f"or use another --project") from None
+        owner = (f"pid {os.getpid()} on {socket.gethostname()} since "
+                 f"{datetime.now():%Y-%m-%d %H:%M:%S}{f': {command}' if command else ''}")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, owner.encode() + b"\n", 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def clear_project(project: Path) -> None:
+    """Delete a study's contents (``--overwrite``), keeping the lock file its owner holds."""
+    if not project.is_dir():
+        return
+    for entry in project.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 

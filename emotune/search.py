@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -28,7 +27,15 @@ from typing import Any
 from emotune.config import Config, override
 from emotune.errors import ConfigError, EmotuneError, TrainingError
 from emotune.progress import log
-from emotune.results import KT_DIR, atomic_write_json, load_trials, read_json, write_trials_csv
+from emotune.results import (
+    KT_DIR,
+    atomic_write_json,
+    clear_project,
+    load_trials,
+    read_json,
+    study_lock,
+    write_trials_csv,
+)
 from emotune.space import PARAMS, POINT, SearchSpace, hp_values, sweeps_of
 
 STRATEGIES = ("grid", "bayesian", "random", "hyperband")
@@ -461,12 +468,26 @@ def real_trainer_and_builder(prepared: Any, embedding: Any) -> tuple[Trainer, Bu
 def run_search(study: Study, config: Config, prepared: Any, embedding: Any = None, *,
                project: Path, overwrite: bool = False, keep_models: bool = False,
                budget_s: float | None = None, trainer: Trainer | None = None,
-               builder: Builder | None = None) -> SearchOutcome:
-    """Run (or resume) ``study``; ``trainer`` and ``builder`` replace training in tests."""
+               builder: Builder | None = None, lock: bool = True) -> SearchOutcome:
+    """Run (or resume) ``study``; ``trainer`` and ``builder`` replace training in tests.
+
+    ``lock``: hold the project's lock (``results.study_lock``) so that a second search into it
+    is refused. The chief and workers of ``--workers`` pass False: their supervisor holds it.
+    """
+    hold = study_lock(project) if lock else contextlib.nullcontext()
+    with hold:
+        return _run_search(study, config, prepared, embedding, project=project,
+                           overwrite=overwrite, keep_models=keep_models, budget_s=budget_s,
+                           trainer=trainer, builder=builder)
+
+
+def _run_search(study: Study, config: Config, prepared: Any, embedding: Any, *,
+                project: Path, overwrite: bool, keep_models: bool, budget_s: float | None,
+                trainer: Trainer | None, builder: Builder | None) -> SearchOutcome:
     space = SearchSpace(config, list(study.params), study.sweep)
     record = _study_record(study, config, prepared.checksum)
-    if overwrite and project.exists():
-        shutil.rmtree(project)
+    if overwrite:
+        clear_project(project)
     if (project / "study.json").is_file():
         _check_resumable(project, record)
     project.mkdir(parents=True, exist_ok=True)

@@ -38,3 +38,43 @@ def test_two_workers_share_a_sweep_and_train_each_value_once(tiny_sets, tmp_path
     assert owners == {"tuner0", "tuner1"}  # both workers trained
     assert proc.stderr.count("trial ") >= 5  # their progress reached this terminal
     assert (project / "chief.log").is_file()
+
+
+def test_chief_and_workers_as_separate_commands(tiny_sets, tmp_path):
+    """The multi-machine recipe, on one machine: `emotune chief` and two `emotune worker`."""
+    project = tmp_path / "study"
+    port = free_port()
+    study = ["--param", "dropout", *[x for s in tiny_sets for x in ("--set", s)],
+             "--project", str(project)]
+    emotune = [sys.executable, "-m", "emotune"]
+    chief = subprocess.Popen([*emotune, "chief", "--host", "127.0.0.1", "--port", str(port),
+                              *study], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = [subprocess.Popen([*emotune, "worker", "--chief", f"127.0.0.1:{port}", "--id",
+                                 f"w{i}", "--threads", "1", *study], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        for w in workers:
+            out, err = w.communicate(timeout=300)
+            assert w.returncode == 0, err[-2000:]
+        out, err = chief.communicate(timeout=120)  # KerasTuner's chief polls every 20 s
+        assert chief.returncode == 0, err[-2000:]
+    finally:
+        for p in [chief, *workers]:
+            if p.poll() is None:
+                p.kill()
+    assert "5 trials (5 completed)" in out
+    trials = pd.read_csv(project / "trials.csv")
+    assert sorted(trials["dropout"]) == [0.2, 0.3, 0.4, 0.5, 0.6]
+    owners = {json.loads((d / "emotune.json").read_text())["tuner_id"]
+              for d in (project / "kt").glob("trial_*")}
+    assert owners <= {"w0", "w1"} and owners
+
+
+def test_a_worker_without_a_chief_gives_up_in_bounded_time(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "emotune", "worker", "--chief",
+                           f"127.0.0.1:{free_port()}", "--wait", "2", "--param", "lr",
+                           "--project", str(tmp_path / "p")], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "no KerasTuner chief answers" in proc.stderr and "emotune chief" in proc.stderr
