@@ -79,10 +79,24 @@ def load_study(path: str | Path) -> Study:
     record = read_json(path / "study.json")
     st = record["study"]
     base = record["base_config"]
-    defaults = {n: base[p.key.split(".")[0]][p.key.split(".")[1]] for n, p in PARAMS.items()}
+    defaults = {n: _setting(base, p.key) for n, p in PARAMS.items()}
     trials = load_trials(path)
+    for name, value in defaults.items():  # studies from before a parameter existed
+        if name not in trials.columns:
+            trials[name] = [value] * len(trials)
     return Study(path, path.name, st["model"], st["strategy"], tuple(st["params"]),
                  st["repeats"], defaults, record.get("sweeps", {}), trials, record)
+
+
+def _setting(base: dict[str, Any], key: str) -> Any:
+    """A setting of a study's recorded config; the current default if it predates it."""
+    from emotune.config import Config
+    from emotune.space import as_plain
+
+    section, name = key.split(".")
+    if name in base.get(section, {}):
+        return base[section][name]
+    return as_plain(getattr(getattr(Config(), section), name))
 
 
 def _point(rows: Any, value: Any, per_seed: bool) -> Point:
@@ -151,10 +165,22 @@ class Recommendation:
     notes: tuple[str, ...]
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal setting values: lists and tuples alike, None and NaN alike (pandas' nulls)."""
+    from emotune.space import as_plain
+
+    def null(x: Any) -> bool:
+        return x is None or (isinstance(x, float) and math.isnan(x))
+
+    if null(a) or null(b):
+        return null(a) and null(b)
+    return bool(as_plain(a) == as_plain(b))
+
+
 def _matching_trial(done: Any, values: dict[str, Any]) -> Any:
     mask = None
     for k, v in values.items():
-        m = done[k] == v
+        m = done[k].map(lambda x, v=v: _same(x, v))
         mask = m if mask is None else mask & m
     hit = done[mask] if mask is not None else done
     return hit.iloc[0] if len(hit) else None

@@ -201,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON with all probabilities")
     p.set_defaults(func=commands.cmd_predict)
 
+    p = sub.add_parser(
+        "baseline", parents=[common], help="majority class and TF-IDF + logistic regression",
+        description="Scores for scale on the same splits: the majority class, and TF-IDF "
+                    "(word 1-2 grams) + logistic regression with C chosen on val. Writes "
+                    "reports/baseline/baseline.{md,json}.")
+    _config_options(p)
+    p.add_argument("--reports-dir", default="reports", metavar="DIR")
+    p.set_defaults(func=commands.cmd_baseline)
+
     p = sub.add_parser("data", help="inspect a dataset", description="Inspect a dataset.")
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser,
                             required=True)

@@ -100,14 +100,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _study_from_args(args: argparse.Namespace, config: Any) -> Any:
     from emotune.search import Study
-    from emotune.space import PARAMS, SearchSpace, resolve_param
+    from emotune.space import CORE, SearchSpace, resolve_param
 
     if not args.param and not args.strategy:
         raise EmotuneError("say what to search: --param NAME (or all) for a one-at-a-time "
                            "sweep, or --strategy grid|bayesian|random|hyperband for a joint "
                            "search")
     names = [n.strip() for n in (args.param or "all").split(",") if n.strip()]
-    params = list(PARAMS) if names == ["all"] else [resolve_param(n) for n in names]
+    params = list(CORE) if names == ["all"] else [resolve_param(n) for n in names]
     if len(set(params)) != len(params):
         raise EmotuneError(f"--param names a parameter twice: {args.param}")
     strategy = args.strategy or "sweep"
@@ -135,7 +135,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from emotune.data import subsample
     from emotune.progress import log
     from emotune.search import parse_budget, run_search
-    from emotune.space import PARAMS
+    from emotune.space import CORE
     from emotune.train import load_inputs
 
     extra: dict[str, Any] = {"model.type": args.model} if args.model else {}
@@ -151,7 +151,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise EmotuneError(f"--sample must be a positive number of rows. Received: "
                            f"{args.sample}")
     study = _study_from_args(args, config)
-    label = "all" if len(study.params) == len(PARAMS) else "-".join(study.params)
+    label = "all" if study.params == CORE else "-".join(study.params)
     name = f"{study.model}-{label}" if study.sweep else f"{study.model}-{study.strategy}"
     project = Path(args.project or Path("runs") / name)
     workers = getattr(args, "workers", None)
@@ -371,6 +371,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for t, p in zip(texts, probs):
         i = int(p.argmax())
         print(f"{bundle.labels[i]:<10} {p[i]:.3f}  {t}")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from emotune.baseline import baseline_markdown, baselines
+    from emotune.data import load_dataset
+    from emotune.results import atomic_write_json, atomic_write_text
+
+    config = _load_config(args)
+    result = baselines(load_dataset(config.data))
+    table = baseline_markdown(result)
+    out = Path(args.reports_dir) / "baseline"
+    atomic_write_json(out / "baseline.json", result)
+    atomic_write_text(out / "baseline.md", "# Baselines (same splits)\n\n" + table)
+    print(table, end="")
+    print(f"written: {out / 'baseline.md'}, {out / 'baseline.json'}")
     return 0
 
 

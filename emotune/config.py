@@ -24,7 +24,10 @@ DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 
 MODEL_TYPES = ("gru", "lstm", "cnn")
 EMBEDDING_MODES = ("frozen", "fine-tuned", "multichannel")
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+POOLINGS = ("last", "max", "mean", "attention")
+SCHEDULES = ("constant", "cosine", "linear")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 def _check(ok: bool, key: str, value: object, expected: str) -> None:
@@ -85,12 +88,19 @@ class ModelConfig:
     dropout: float = 0.5
     embedding: str = "frozen"  # frozen | fine-tuned | multichannel
     kernel_sizes: tuple[int, ...] = (3, 4, 5)
+    layers: int = 1  # stacked RNN layers
+    pooling: str = "last"  # RNN outputs -> one vector: last state, max, mean or attention
+    spatial_dropout: float = 0.0  # drops whole embedding channels
 
     def __post_init__(self) -> None:
         _one_of("model", self.type, MODEL_TYPES)
         _one_of("embedding mode", self.embedding, EMBEDDING_MODES)
+        _one_of("pooling", self.pooling, POOLINGS)
         _check(self.units >= 1, "units", self.units, "an integer >= 1")
+        _check(self.layers >= 1, "layers", self.layers, "an integer >= 1")
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
+        _check(0 <= self.spatial_dropout < 1, "spatial_dropout", self.spatial_dropout,
+               "in [0, 1)")
         _check(len(self.kernel_sizes) > 0 and all(k >= 1 for k in self.kernel_sizes),
                "kernel_sizes", list(self.kernel_sizes), "a non-empty list of integers >= 1")
 
@@ -106,9 +116,20 @@ class TrainConfig:
     patience: int = 3
     seed: int = 42
     steps_per_execution: int = 1  # batches per compiled call: faster, not bit-identical
+    weight_decay: float = 0.0  # decoupled (AdamW-style) weight decay
+    schedule: str = "constant"  # learning rate: constant, cosine or linear decay to 0
+    warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs
+    label_smoothing: float = 0.0
+    class_weight: str = "none"  # none | balanced (weights inversely proportional to counts)
 
     def __post_init__(self) -> None:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("schedule", self.schedule, SCHEDULES)
+        _one_of("class_weight", self.class_weight, CLASS_WEIGHTS)
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, ">= 0")
+        _check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
+               "in [0, 1)")
         _check(self.lr > 0, "lr", self.lr, "> 0")
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
         _check(self.clipnorm is None or self.clipnorm > 0, "clipnorm", self.clipnorm,

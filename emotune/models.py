@@ -29,12 +29,65 @@ def encoder(name: str) -> Callable[[Encoder], Encoder]:
 
 
 def _rnn(layer_cls: Any, x: Any, cfg: ModelConfig) -> Any:
-    layer = layer_cls(cfg.units)  # cuDNN-compatible defaults; returns the last state
-    if cfg.bidirectional:
-        from keras import layers
+    """``cfg.layers`` stacked RNNs (cuDNN-compatible defaults), pooled by ``cfg.pooling``."""
+    from keras import layers
 
-        layer = layers.Bidirectional(layer)
-    return layer(x)
+    for i in range(cfg.layers):
+        sequences = i < cfg.layers - 1 or cfg.pooling != "last"
+        layer = layer_cls(cfg.units, return_sequences=sequences)
+        x = (layers.Bidirectional(layer) if cfg.bidirectional else layer)(x)
+    return x if cfg.pooling == "last" else MaskedPooling(cfg.pooling)(x)
+
+
+def _pooling_layer() -> type:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="emotune")
+    class MaskedPooling(keras.layers.Layer):
+        """Max, mean or attention pooling over the time steps the mask keeps."""
+
+        def __init__(self, mode: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.mode = mode
+            self.supports_masking = True
+
+        def build(self, input_shape: Any) -> None:
+            if self.mode == "attention":  # Bahdanau-style: v . tanh(W h)
+                self.w = self.add_weight(shape=(input_shape[-1], input_shape[-1]), name="w")
+                self.v = self.add_weight(shape=(input_shape[-1], 1), name="v")
+
+        def call(self, x: Any, mask: Any = None) -> Any:
+            from keras import ops
+
+            keep = (ops.ones(ops.shape(x)[:2], dtype=x.dtype) if mask is None
+                    else ops.cast(mask, x.dtype))[..., None]
+            if self.mode == "max":
+                return ops.max(x - (1.0 - keep) * 1e9, axis=1)
+            if self.mode == "mean":
+                return ops.sum(x * keep, axis=1) / ops.maximum(ops.sum(keep, axis=1), 1.0)
+            scores = ops.matmul(ops.tanh(ops.matmul(x, self.w)), self.v) - (1.0 - keep) * 1e9
+            return ops.sum(x * ops.softmax(scores, axis=1), axis=1)
+
+        def compute_mask(self, x: Any, mask: Any = None) -> Any:
+            return None
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return (input_shape[0], input_shape[-1])
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "mode": self.mode}
+
+    return MaskedPooling
+
+
+def MaskedPooling(mode: str) -> Any:  # noqa: N802 - builds the Keras layer lazily
+    global _POOLING
+    if _POOLING is None:
+        _POOLING = _pooling_layer()
+    return _POOLING(mode)
+
+
+_POOLING: Any = None
 
 
 @encoder("gru")
@@ -64,19 +117,109 @@ def cnn(x: Any, cfg: ModelConfig) -> Any:
     return pooled[0] if len(pooled) == 1 else layers.Concatenate()(pooled)
 
 
-def make_optimizer(cfg: TrainConfig) -> Any:
+def learning_rate(cfg: TrainConfig, steps_per_epoch: int | None) -> Any:
+    """``cfg.lr``, or a schedule: linear warm-up, then constant, cosine or linear decay to 0."""
     import keras
 
-    kwargs: dict[str, Any] = {"learning_rate": cfg.lr}
+    if (cfg.schedule == "constant" and not cfg.warmup_epochs) or not steps_per_epoch:
+        return cfg.lr
+    total = cfg.epochs * steps_per_epoch
+    warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
+    schedules = keras.optimizers.schedules
+    if cfg.schedule == "cosine":
+        decay = schedules.CosineDecay(cfg.lr, total - warmup)
+    else:  # linear to 0, or constant: a "decay" from lr to lr
+        end = cfg.lr if cfg.schedule == "constant" else 0.0
+        decay = schedules.PolynomialDecay(cfg.lr, total - warmup, end, power=1.0)
+    return _warmup_then(decay, cfg.lr, warmup) if warmup else decay
+
+
+def _warmup_then(decay: Any, lr: float, warmup: int) -> Any:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="emotune")
+    class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
+        def __init__(self, decay: Any, lr: float, warmup: int) -> None:
+            self.decay, self.lr, self.warmup = decay, lr, warmup
+
+        def __call__(self, step: Any) -> Any:
+            from keras import ops
+
+            step = ops.cast(step, "float32")
+            ramp = self.lr * step / float(self.warmup)
+            return ops.where(step < self.warmup, ramp, self.decay(step - self.warmup))
+
+        def get_config(self) -> dict[str, Any]:
+            return {"decay": keras.saving.serialize_keras_object(self.decay), "lr": self.lr,
+                    "warmup": self.warmup}
+
+        @classmethod
+        def from_config(cls, config: dict[str, Any]) -> Any:
+            return cls(keras.saving.deserialize_keras_object(config["decay"]), config["lr"],
+                       config["warmup"])
+
+    return WarmupThen(decay, lr, warmup)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int | None = None) -> Any:
+    import keras
+
+    kwargs: dict[str, Any] = {"learning_rate": learning_rate(cfg, steps_per_epoch)}
     if cfg.clipnorm is not None:
         kwargs["clipnorm"] = cfg.clipnorm
+    if cfg.weight_decay:
+        kwargs["weight_decay"] = cfg.weight_decay
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(**{"weight_decay": 0.0, **kwargs})
     if cfg.optimizer == "adam":
         return keras.optimizers.Adam(**kwargs)
     if cfg.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(**kwargs)
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(momentum=cfg.momentum, **kwargs)
-    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}: expected adam, rmsprop or sgd")
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}: expected adam, adamw, rmsprop "
+                      f"or sgd")
+
+
+def make_loss(cfg: TrainConfig, num_classes: int) -> Any:
+    """Sparse cross-entropy, with label smoothing when asked (Keras's sparse loss has none)."""
+    if not cfg.label_smoothing:
+        return "sparse_categorical_crossentropy"
+    return SmoothedLoss(cfg.label_smoothing, num_classes)
+
+
+def _smoothed_loss() -> type:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="emotune")
+    class SmoothedLoss(keras.losses.Loss):
+        def __init__(self, smoothing: float, num_classes: int, **kwargs: Any) -> None:
+            super().__init__(name=kwargs.pop("name", "smoothed_crossentropy"), **kwargs)
+            self.smoothing, self.num_classes = smoothing, num_classes
+
+        def call(self, y_true: Any, y_pred: Any) -> Any:
+            from keras import ops
+
+            onehot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"),
+                                 self.num_classes)
+            return keras.losses.categorical_crossentropy(onehot, y_pred,
+                                                         label_smoothing=self.smoothing)
+
+        def get_config(self) -> dict[str, Any]:
+            return {"smoothing": self.smoothing, "num_classes": self.num_classes,
+                    "name": self.name}
+
+    return SmoothedLoss
+
+
+def SmoothedLoss(smoothing: float, num_classes: int) -> Any:  # noqa: N802
+    global _LOSS
+    if _LOSS is None:
+        _LOSS = _smoothed_loss()
+    return _LOSS(smoothing, num_classes)
+
+
+_LOSS: Any = None
 
 
 def _embedding(matrix: np.ndarray, trainable: bool, mask: bool, name: str) -> Any:
@@ -92,7 +235,7 @@ def _embedding(matrix: np.ndarray, trainable: bool, mask: bool, name: str) -> An
 
 
 def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
-                num_classes: int) -> Any:
+                num_classes: int, steps_per_epoch: int | None = None) -> Any:
     """A compiled Keras model for ``model.type`` over ``embedding`` (vocab x dim)."""
     import keras
     from keras import layers
@@ -109,10 +252,13 @@ def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
         ])
     else:
         x = _embedding(embedding, model.embedding == "fine-tuned", mask, "embedding")(ids)
+    if model.spatial_dropout:
+        x = layers.SpatialDropout1D(model.spatial_dropout)(x)
     x = ENCODERS[model.type](x, model)
     x = layers.Dropout(model.dropout)(x)
     out = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
     net = keras.Model(ids, out, name=f"emotune_{model.type}")
-    net.compile(optimizer=make_optimizer(train), loss="sparse_categorical_crossentropy",
+    net.compile(optimizer=make_optimizer(train, steps_per_epoch),
+                loss=make_loss(train, num_classes),
                 metrics=["accuracy"], steps_per_execution=train.steps_per_execution)
     return net

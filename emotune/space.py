@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,20 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("dropout", "model.dropout"),
     Param("optimizer", "train.optimizer"),
     Param("embedding", "model.embedding", aliases=("embedding_mode",)),
+    # beyond the six of the seed notebooks: searched only when named
+    Param("bidirectional", "model.bidirectional"),
+    Param("layers", "model.layers"),
+    Param("pooling", "model.pooling"),
+    Param("spatial_dropout", "model.spatial_dropout"),
+    Param("kernel_sizes", "model.kernel_sizes"),
+    Param("schedule", "train.schedule"),
+    Param("warmup_epochs", "train.warmup_epochs"),
+    Param("clipnorm", "train.clipnorm"),
+    Param("label_smoothing", "train.label_smoothing"),
+    Param("class_weight", "train.class_weight"),
+    Param("weight_decay", "train.weight_decay", log=True),
 )}
+CORE = ("lr", "batch_size", "units", "dropout", "optimizer", "embedding")  # --param all
 
 
 def resolve_param(name: str) -> str:
@@ -56,7 +70,12 @@ def resolve_param(name: str) -> str:
 
 def default_value(config: Config, name: str) -> Any:
     section, field = PARAMS[name].key.split(".")
-    return getattr(getattr(config, section), field)
+    return as_plain(getattr(getattr(config, section), field))
+
+
+def as_plain(value: Any) -> Any:
+    """Tuples (kernel_sizes) as lists, so values from YAML and from a Config compare equal."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def values_of(config: Config, name: str) -> tuple:
@@ -64,7 +83,7 @@ def values_of(config: Config, name: str) -> tuple:
     if name not in config.search.sweeps:
         raise ConfigError(f"no sweep values for {name!r}: add search.sweeps.{name} to your "
                           f"config, e.g. --set sweeps.{name}=[...]")
-    values = tuple(config.search.sweeps[name])
+    values = tuple(as_plain(v) for v in config.search.sweeps[name])
     for v in values:
         override(config, {PARAMS[name].key: v})  # raises a ConfigError for a bad value
     return values
@@ -128,13 +147,23 @@ class SearchSpace:
             values = list(values) if default in values else [default, *values]
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
                           for v in values)
+            if name in self.encoded:  # KerasTuner's Choice takes scalars only
+                values, default = [json.dumps(v) for v in values], json.dumps(default)
             hp.Choice(name, values, default=default, ordered=numeric)
+
+    @property
+    def encoded(self) -> set[str]:
+        """Parameters whose choices are lists or null, given to KerasTuner as JSON text."""
+        return {n for n, values in self.choices.items()
+                if any(v is None or isinstance(v, list) for v in values)}
 
     def config_for(self, hp_values_: dict[str, Any]) -> Config:
         """The full Config of a trial from its KerasTuner hyperparameter values."""
         if self.sweep:
             return apply(self.base, self.points[hp_values_[POINT]])
-        config = apply(self.base, {n: hp_values_[n] for n in self.params if n in hp_values_})
+        encoded = self.encoded
+        config = apply(self.base, {n: json.loads(hp_values_[n]) if n in encoded else hp_values_[n]
+                                   for n in self.params if n in hp_values_})
         epochs = hp_values_.get("tuner/epochs")  # Hyperband's budget for this trial
         if epochs is not None:
             config = dataclasses.replace(

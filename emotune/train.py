@@ -178,6 +178,15 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def class_weights(tc: Any, prepared: Prepared) -> dict[int, float] | None:
+    """``balanced``: n / (k * count) per label, as scikit-learn's; None for ``none``."""
+    if tc.class_weight == "none":
+        return None
+    counts = np.bincount(prepared.train.labels, minlength=prepared.num_classes)
+    n, k = counts.sum(), len(counts)
+    return {i: float(n / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
 @dataclass
 class TrainResult:
     model: Any
@@ -203,8 +212,8 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
     tc = config.train
     keras.backend.clear_session()  # reset Keras's global state between trials
     seed_everything(tc.seed)
-    model = build_model(config.model, tc, embedding.matrix, prepared.num_classes)
     steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)
+    model = build_model(config.model, tc, embedding.matrix, prepared.num_classes, steps)
     progress = _progress_callback(tc.epochs, steps, prefix, on_epoch)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=tc.patience,
                                          restore_best_weights=True)
@@ -214,7 +223,8 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
         hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed),
                          steps_per_epoch=steps, epochs=tc.epochs,
                          validation_data=(x_val, y_val), validation_batch_size=256,
-                         callbacks=[progress, stop, *callbacks], verbose=0)
+                         callbacks=[progress, stop, *callbacks], verbose=0,
+                         class_weight=class_weights(tc, prepared))
     seconds = time.perf_counter() - start
     if progress.nan_epoch is not None:
         raise TrainingError(

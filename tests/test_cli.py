@@ -92,7 +92,7 @@ def test_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--set", "lr=-1"], "`lr` must be > 0"),
-    (["--set", "optimizer=adamw"], "unknown optimizer 'adamw'"),
+    (["--set", "optimizer=adamx"], "unknown optimizer 'adamx'"),
     (["--set", "dropout=1.5"], "`dropout` must be in [0, 1)"),
     (["--set", "units=0"], "`units` must be an integer >= 1"),
     (["--glove", "/nonexistent/glove.txt"], "does not exist: pass --glove"),

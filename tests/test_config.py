@@ -53,7 +53,7 @@ def test_keys_bare_dotted_and_aliases():
     ("units=0", "`units` must be an integer >= 1"),
     ("units=abc", "`units` must be an integer"),
     ("batch_size=0", "`batch_size` must be an integer >= 1"),
-    ("optimizer=adamw", "unknown optimizer 'adamw'"),
+    ("optimizer=adamx", "unknown optimizer 'adamx'"),
     ("model.type=transformer", "unknown model 'transformer'"),
     ("embedding=frozn", "Did you mean 'frozen'"),
     ("unitz=3", "Did you mean 'units'"),

@@ -71,3 +71,60 @@ def test_optimizers_learning_rate_and_clipping(name, cls):
     assert model.optimizer.__class__.__name__ == cls
     assert float(model.optimizer.learning_rate) == pytest.approx(0.02)
     assert model.optimizer.clipnorm == 1.5
+
+
+@pytest.mark.parametrize("pooling", ["last", "max", "mean", "attention"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_rnn_pooling_and_stacking_ignore_padding(pooling, layers):
+    cfg = ModelConfig(type="lstm", units=4, layers=layers, pooling=pooling, bidirectional=True)
+    model = build_model(cfg, TrainConfig(), EMB, 3)
+    assert sum(type(la).__name__ == "Bidirectional" for la in model.layers) == layers
+    short = model.predict(X[:1, :3], verbose=0)
+    long = model.predict(np.pad(X[:1, :3], ((0, 0), (0, 10))), verbose=0)
+    np.testing.assert_allclose(short, long, rtol=1e-5)  # padding changes nothing
+
+
+def test_masked_pooling_by_hand():
+    from emotune.models import MaskedPooling
+
+    x = np.array([[[1.0, -5.0], [3.0, -1.0], [100.0, 100.0]]], dtype=np.float32)
+    mask = np.array([[True, True, False]])
+    np.testing.assert_allclose(MaskedPooling("max")(x, mask=mask), [[3.0, -1.0]])
+    np.testing.assert_allclose(MaskedPooling("mean")(x, mask=mask), [[2.0, -3.0]])
+    att = np.asarray(MaskedPooling("attention")(x, mask=mask))
+    assert (att >= [[1.0, -5.0]]).all() and (att <= [[3.0, -1.0]]).all()  # a convex mix
+
+
+def test_schedules_warm_up_and_decay():
+    from emotune.models import learning_rate
+
+    assert learning_rate(TrainConfig(lr=0.01), 100) == 0.01
+    cos = learning_rate(TrainConfig(lr=0.01, epochs=2, schedule="cosine", warmup_epochs=0.5),
+                        100)
+    lin = learning_rate(TrainConfig(lr=0.01, epochs=2, schedule="linear"), 100)
+    const = learning_rate(TrainConfig(lr=0.01, epochs=2, warmup_epochs=1), 100)
+    values = {name: [float(s(step)) for step in (0, 25, 50, 125, 199)]
+              for name, s in (("cos", cos), ("lin", lin), ("const", const))}
+    assert values["cos"][0] == 0 and values["cos"][1] == pytest.approx(0.005)
+    assert values["cos"][2] == pytest.approx(0.01) and values["cos"][4] < 0.0001
+    assert values["lin"][0] == pytest.approx(0.01) and values["lin"][2] == pytest.approx(0.0075)
+    assert values["const"][1] == pytest.approx(0.0025) and values["const"][3] == \
+        pytest.approx(0.01)
+
+
+def test_label_smoothing_loss_and_adamw():
+    import keras
+
+    from emotune.models import make_loss
+
+    loss = make_loss(TrainConfig(label_smoothing=0.3), 3)
+    y_true = np.array([0, 2])
+    y_pred = np.array([[0.8, 0.1, 0.1], [0.2, 0.2, 0.6]], dtype=np.float32)
+    onehot = np.eye(3)[y_true] * 0.7 + 0.1  # smoothed targets: 0.3 spread over 3 classes
+    expected = -(onehot * np.log(y_pred)).sum(axis=1).mean()
+    assert float(loss(y_true, y_pred)) == pytest.approx(expected, rel=1e-5)
+    model = build_model(ModelConfig(units=4), TrainConfig(optimizer="adamw", weight_decay=0.01,
+                                                          label_smoothing=0.1), EMB, 3)
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+    assert model.optimizer.weight_decay == pytest.approx(0.01)
+    model.fit(X, np.array([0, 1]), epochs=1, verbose=0)

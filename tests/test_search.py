@@ -14,7 +14,7 @@ from emotune.config import build_config, parse_sets
 from emotune.errors import EmotuneError, TrainingError
 from emotune.results import load_trials
 from emotune.search import Study, parse_budget, run_search, should_prune
-from emotune.space import PARAMS, hp_values
+from emotune.space import CORE, hp_values
 from emotune.train import TrainResult
 
 DEFAULT = hp_values(build_config())
@@ -82,7 +82,7 @@ def test_sweep_visits_every_value_exactly_once(tmp_path):
     out = run(tmp_path, study(["lr"]), trainer)
     assert sorted(c["lr"] for c in trainer.calls) == [0.0001, 0.0005, 0.001, 0.005, 0.01]
     for c in trainer.calls:  # everything else at its default
-        assert {k: c[k] for k in PARAMS if k != "lr"} == {k: DEFAULT[k] for k in PARAMS
+        assert {k: c[k] for k in CORE if k != "lr"} == {k: DEFAULT[k] for k in CORE
                                                           if k != "lr"}
     assert trainer.calls[0] == {**DEFAULT, "seed": 42}  # the default configuration first
     assert len(out.trials) == 5 and set(out.trials["status"]) == {"completed"}
@@ -93,14 +93,14 @@ def test_sweep_visits_every_value_exactly_once(tmp_path):
 
 def test_all_six_sweeps_train_the_shared_default_once(tmp_path):
     trainer = FakeTrainer()
-    out = run(tmp_path, study(list(PARAMS)), trainer)
+    out = run(tmp_path, study(list(CORE)), trainer)
     assert len(trainer.calls) == 19  # 5 + 4 + 5 + 5 + 3 + 2 values, the default shared
-    keys = [tuple(c[k] for k in PARAMS) for c in trainer.calls]
+    keys = [tuple(c[k] for k in CORE) for c in trainer.calls]
     assert len(set(keys)) == 19
-    assert keys.count(tuple(DEFAULT[k] for k in PARAMS)) == 1
+    assert keys.count(tuple(DEFAULT[k] for k in CORE)) == 1
     config = build_config()
-    for name in PARAMS:  # each sweep is complete: every value, the others at default
-        others = [k for k in PARAMS if k != name]
+    for name in CORE:  # each sweep is complete: every value, the others at default
+        others = [k for k in CORE if k != name]
         seen = {c[name] for c in trainer.calls if all(c[k] == DEFAULT[k] for k in others)}
         assert seen == set(config.search.sweeps[name]), name
     default_row = out.trials[out.trials["sweeps"].str.split().str.len() == 6]
@@ -116,8 +116,8 @@ def test_resume_after_a_kill_never_retrains_finished_trials(tmp_path):
     second = FakeTrainer()
     out = run(tmp_path, study(["lr", "dropout"]), second)
     assert len(out.trials) == 9 and set(out.trials["status"]) == {"completed"}
-    done_first = {tuple(c[k] for k in PARAMS) for c in first.calls[:3]}
-    done_second = [tuple(c[k] for k in PARAMS) for c in second.calls]
+    done_first = {tuple(c[k] for k in CORE) for c in first.calls[:3]}
+    done_second = [tuple(c[k] for k in CORE) for c in second.calls]
     assert not done_first & set(done_second)  # finished trials were not trained again
     assert len(done_second) == 6  # the interrupted trial, then the 5 never started
     third = FakeTrainer()
@@ -209,13 +209,13 @@ def test_pruning_stops_bad_trials_early(tmp_path):
 @pytest.mark.parametrize("strategy, trials", [("random", 5), ("bayesian", 4), ("grid", 6)])
 def test_joint_searches_respect_trials_and_choices(tmp_path, strategy, trials):
     trainer = FakeTrainer()
-    out = run(tmp_path, study(list(PARAMS), strategy, trials=trials), trainer)
+    out = run(tmp_path, study(list(CORE), strategy, trials=trials), trainer)
     assert len(out.trials) == trials == len(trainer.calls)
     sweeps = build_config().search.sweeps
     for c in trainer.calls:
-        for name in PARAMS:
+        for name in CORE:
             assert c[name] in sweeps[name]
-    assert len({tuple(c[k] for k in PARAMS) for c in trainer.calls}) == trials
+    assert len({tuple(c[k] for k in CORE) for c in trainer.calls}) == trials
 
 
 def test_hyperband_trains_trials_for_its_epoch_budgets(tmp_path):
@@ -241,9 +241,9 @@ def test_parse_budget_rejects_nonsense():
 def test_joint_search_resumes_after_a_kill(tmp_path, strategy):
     first = FakeTrainer(interrupt_at=3)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, study(list(PARAMS), strategy, trials=5), first)
+        run(tmp_path, study(list(CORE), strategy, trials=5), first)
     second = FakeTrainer()
-    out = run(tmp_path, study(list(PARAMS), strategy, trials=5), second)
+    out = run(tmp_path, study(list(CORE), strategy, trials=5), second)
     assert len(out.trials) == 5 and set(out.trials["status"]) == {"completed"}
     assert len(first.calls) - 1 + len(second.calls) == 5  # only the killed trial ran twice
 
