@@ -121,6 +121,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs
     label_smoothing: float = 0.0
     class_weight: str = "none"  # none | balanced (weights inversely proportional to counts)
+    focal_gamma: float = 0.0  # focal loss (1 - p)^gamma weighting; 0 = plain cross-entropy
 
     def __post_init__(self) -> None:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
@@ -128,6 +129,7 @@ class TrainConfig:
         _one_of("class_weight", self.class_weight, CLASS_WEIGHTS)
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         _check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, ">= 0")
+        _check(self.focal_gamma >= 0, "focal_gamma", self.focal_gamma, ">= 0 (0 = off)")
         _check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
                "in [0, 1)")
         _check(self.lr > 0, "lr", self.lr, "> 0")

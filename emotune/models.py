@@ -182,10 +182,11 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int | None = None) -> Any:
 
 
 def make_loss(cfg: TrainConfig, num_classes: int) -> Any:
-    """Sparse cross-entropy, with label smoothing when asked (Keras's sparse loss has none)."""
-    if not cfg.label_smoothing:
+    """Sparse cross-entropy; label smoothing and focal weighting when asked (Keras's sparse
+    losses have neither)."""
+    if not cfg.label_smoothing and not cfg.focal_gamma:
         return "sparse_categorical_crossentropy"
-    return SmoothedLoss(cfg.label_smoothing, num_classes)
+    return SmoothedLoss(cfg.label_smoothing, num_classes, cfg.focal_gamma)
 
 
 def _smoothed_loss() -> type:
@@ -193,30 +194,36 @@ def _smoothed_loss() -> type:
 
     @keras.saving.register_keras_serializable(package="emotune")
     class SmoothedLoss(keras.losses.Loss):
-        def __init__(self, smoothing: float, num_classes: int, **kwargs: Any) -> None:
+        def __init__(self, smoothing: float, num_classes: int, focal_gamma: float = 0.0,
+                     **kwargs: Any) -> None:
             super().__init__(name=kwargs.pop("name", "smoothed_crossentropy"), **kwargs)
             self.smoothing, self.num_classes = smoothing, num_classes
+            self.focal_gamma = focal_gamma
 
         def call(self, y_true: Any, y_pred: Any) -> Any:
             from keras import ops
 
             onehot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"),
                                  self.num_classes)
+            if self.focal_gamma:  # alpha=1: the weighting alone, no rescaling of the loss
+                return keras.losses.categorical_focal_crossentropy(
+                    onehot, y_pred, alpha=1.0, gamma=self.focal_gamma,
+                    label_smoothing=self.smoothing)
             return keras.losses.categorical_crossentropy(onehot, y_pred,
                                                          label_smoothing=self.smoothing)
 
         def get_config(self) -> dict[str, Any]:
             return {"smoothing": self.smoothing, "num_classes": self.num_classes,
-                    "name": self.name}
+                    "focal_gamma": self.focal_gamma, "name": self.name}
 
     return SmoothedLoss
 
 
-def SmoothedLoss(smoothing: float, num_classes: int) -> Any:  # noqa: N802
+def SmoothedLoss(smoothing: float, num_classes: int, focal_gamma: float = 0.0) -> Any:  # noqa: N802
     global _LOSS
     if _LOSS is None:
         _LOSS = _smoothed_loss()
-    return _LOSS(smoothing, num_classes)
+    return _LOSS(smoothing, num_classes, focal_gamma)
 
 
 _LOSS: Any = None

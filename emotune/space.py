@@ -51,6 +51,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("clipnorm", "train.clipnorm"),
     Param("label_smoothing", "train.label_smoothing"),
     Param("class_weight", "train.class_weight"),
+    Param("focal_gamma", "train.focal_gamma", aliases=("focal",)),
     Param("weight_decay", "train.weight_decay", log=True),
 )}
 CORE = ("lr", "batch_size", "units", "dropout", "optimizer", "embedding")  # --param all

@@ -123,6 +123,11 @@ def test_label_smoothing_loss_and_adamw():
     onehot = np.eye(3)[y_true] * 0.7 + 0.1  # smoothed targets: 0.3 spread over 3 classes
     expected = -(onehot * np.log(y_pred)).sum(axis=1).mean()
     assert float(loss(y_true, y_pred)) == pytest.approx(expected, rel=1e-5)
+    # Focal: each text's cross-entropy weighted by (1 - p_true)^gamma.
+    focal = make_loss(TrainConfig(focal_gamma=2.0), 3)
+    p_true = y_pred[[0, 1], y_true]
+    expected = (-((1 - p_true) ** 2) * np.log(p_true)).mean()
+    assert float(focal(y_true, y_pred)) == pytest.approx(expected, rel=1e-5)
     model = build_model(ModelConfig(units=4), TrainConfig(optimizer="adamw", weight_decay=0.01,
                                                           label_smoothing=0.1), EMB, 3)
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
