@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="study folder(s) of `emotune search`")
     p.add_argument("--reports-dir", default="reports", metavar="DIR")
     p.add_argument("--experiments-dir", default="experiments", metavar="DIR")
+    p.add_argument("--config-out", metavar="FILE",
+                   help="write the configuration here instead of "
+                        "<experiments-dir>/recommended-<study>.yaml (one study only)")
     p.set_defaults(func=commands.cmd_recommend)
 
     p = sub.add_parser(
@@ -181,10 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "(--config) on train with early stopping on val, then evaluate on the test "
                     "split once. Writes the model bundle models/<name>/ and "
                     "reports/<name>/final/ (metrics, per-class table, confusion matrix, "
-                    "curves).")
+                    "curves); with --seeds, one of each per seed and their mean ± std.")
     p.add_argument("--project", metavar="DIR", help="study whose recommendation to train")
     p.add_argument("--name", help="bundle name (default: the study or config file name)")
     p.add_argument("--seed", type=int, help="random seed (train.seed)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                   help="train once per seed (models/<name>/seed-<N>/, reports/<name>/final/"
+                        "seed-<N>/) and report each seed and their mean ± std in "
+                        "reports/<name>/final/final.md")
     p.add_argument("--models-dir", default="models", metavar="DIR")
     p.add_argument("--reports-dir", default="reports", metavar="DIR")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")

@@ -273,13 +273,16 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from emotune.config import save_config
     from emotune.report import recommendation_text, write_recommendation
 
+    if args.config_out and len(args.project) > 1:
+        raise EmotuneError("--config-out names one file: give one --project with it")
     for study, rec in _recommendations(args.project):
         print(f"== {study.name} ({study.model}, "
               f"{'one-at-a-time sweeps' if study.sweep else study.strategy}, "
               f"{len(study.done)} completed trials)")
         print(recommendation_text(rec))
         files = write_recommendation(rec, Path(args.reports_dir) / study.name)
-        exp = Path(args.experiments_dir) / f"recommended-{study.name}.yaml"
+        exp = Path(args.config_out or Path(args.experiments_dir) /
+                   f"recommended-{study.name}.yaml")
         exp.parent.mkdir(parents=True, exist_ok=True)
         save_config(recommended_config(study, rec), exp)
         print(f"written: {', '.join(str(f) for f in files)}, {exp}")
@@ -312,6 +315,11 @@ def cmd_final_train(args: argparse.Namespace) -> int:
     if bool(args.project) == bool(args.config):
         raise EmotuneError("give either --project DIR (train the study's recommended "
                            "configuration) or --config FILE")
+    if args.seed is not None and args.seeds:
+        raise EmotuneError("give --seed N or --seeds N [N ...], not both")
+    if args.seeds and len(set(args.seeds)) != len(args.seeds):
+        raise EmotuneError(f"--seeds repeats a seed ({' '.join(map(str, args.seeds))}); give "
+                           f"distinct seeds, e.g. --seeds 1 2 3")
     extra: dict[str, Any] = {} if args.seed is None else {"train.seed": args.seed}
     if args.project:
         study = load_study(args.project)
@@ -333,14 +341,40 @@ def cmd_final_train(args: argparse.Namespace) -> int:
     m, t = config.model, config.train
     log(f"final training of {name}: {m.type} units={m.units} embedding={m.embedding} "
         f"dropout={m.dropout} {t.optimizer} lr={t.lr} batch={t.batch_size}")
-    metrics, val = final_train(config, prepared, embedding, name=name, models_dir=models_dir,
-                               reports_dir=reports_dir)
-    print(f"val accuracy {val['val_accuracy']:.4f} (best epoch {val['best_epoch']}/"
+    report_dir = reports_dir / name / "final"
+    if not args.seeds:
+        metrics, val = final_train(config, prepared, embedding, name=name,
+                                   bundle_dir=models_dir / name, report_dir=report_dir)
+        _print_final(metrics, val)
+        print(f"model: {models_dir / name}; report: {report_dir / 'final.md'}")
+        return 0
+    from emotune.final import seeds_table, write_seeds_report
+
+    runs = []
+    for seed in args.seeds:
+        log(f"seed {seed} ({len(runs) + 1}/{len(args.seeds)})")
+        metrics, val = final_train(override(config, {"train.seed": seed}), prepared, embedding,
+                                   name=f"{name} (seed {seed})",
+                                   bundle_dir=models_dir / name / f"seed-{seed}",
+                                   report_dir=report_dir / f"seed-{seed}")
+        _print_final(metrics, val, f"seed {seed}: ")
+        runs.append((seed, metrics, val))
+    table = seeds_table(runs)
+    if len(runs) > 1:
+        write_seeds_report(report_dir, name, table)
+        print(f"test accuracy {table['test_accuracy'].mean():.4f} ± "
+              f"{table['test_accuracy'].std(ddof=1):.4f}, macro-F1 "
+              f"{table['test_macro_f1'].mean():.4f} ± {table['test_macro_f1'].std(ddof=1):.4f} "
+              f"over {len(runs)} seeds")
+    print(f"models: {models_dir / name}/seed-*; report: {report_dir / 'final.md'}")
+    return 0
+
+
+def _print_final(metrics: Any, val: dict[str, Any], prefix: str = "") -> None:
+    print(f"{prefix}val accuracy {val['val_accuracy']:.4f} (best epoch {val['best_epoch']}/"
           f"{val['epochs_run']}); test accuracy {metrics.accuracy:.4f}, macro-F1 "
           f"{metrics.macro_f1:.4f}, weighted-F1 {metrics.weighted_f1:.4f}, cross-entropy "
           f"{metrics.cross_entropy:.4f}")
-    print(f"model: {models_dir / name}; report: {reports_dir / name / 'final' / 'final.md'}")
-    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -166,8 +166,9 @@ def write_final_report(out: Path, name: str, m: SplitMetrics, labels: list[str],
 
 
 def final_train(config: Any, prepared: Prepared, embedding: Any, *, name: str,
-                models_dir: Path, reports_dir: Path) -> tuple[SplitMetrics, dict[str, Any]]:
-    """Train on train (early stopping on val), evaluate on test once, write bundle and report."""
+                bundle_dir: Path, report_dir: Path) -> tuple[SplitMetrics, dict[str, Any]]:
+    """Train on train (early stopping on val), evaluate on test once, write the bundle to
+    ``bundle_dir`` and the report to ``report_dir``."""
     from emotune.bundle import save_bundle
     from emotune.train import fit, package_versions, padded
 
@@ -184,7 +185,49 @@ def final_train(config: Any, prepared: Prepared, embedding: Any, *, name: str,
     versions = package_versions()
     metrics = {**val, **m.as_dict(), "seed": config.train.seed,
                "data_checksum": prepared.checksum, "embedding": embedding.summary()}
-    save_bundle(models_dir / name, result.model, config, prepared, metrics, versions)
-    write_final_report(reports_dir / name / "final", name, m, list(prepared.label_names),
-                       history, val)
+    save_bundle(bundle_dir, result.model, config, prepared, metrics, versions)
+    write_final_report(report_dir, name, m, list(prepared.label_names), history, val)
     return m, val
+
+
+def seeds_table(runs: list[tuple[int, SplitMetrics, dict[str, Any]]]) -> Any:
+    """Pure: one row per seed (val and test numbers, per-class test F1) as a DataFrame."""
+    import pandas as pd
+
+    rows = []
+    for seed, m, val in runs:
+        row = {"seed": seed, "val_accuracy": val["val_accuracy"],
+               "val_macro_f1": val["val_macro_f1"], "best_epoch": val["best_epoch"],
+               "test_accuracy": m.accuracy, "test_macro_f1": m.macro_f1,
+               "test_weighted_f1": m.weighted_f1}
+        row.update({f"f1_{r.label}": r.f1 for r in m.per_class.itertuples()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_seeds_report(out: Path, name: str, table: Any) -> list[Path]:
+    """final.md, seeds.csv and seeds.json for one configuration trained with several seeds:
+    each seed's numbers and their mean and sample standard deviation."""
+    out.mkdir(parents=True, exist_ok=True)
+    cols = [c for c in table.columns if c != "seed"]
+    mean, std = table[cols].mean(), table[cols].std(ddof=1)
+    summary = {c: {"mean": float(mean[c]), "std": float(std[c])} for c in cols}
+    atomic_write_text(out / "seeds.csv", table.to_csv(index=False))
+    atomic_write_json(out / "seeds.json", {"name": name, "seeds": table["seed"].tolist(),
+                                           "summary": summary,
+                                           "runs": table.to_dict("records")})
+
+    def fmt(c: str, v: float) -> str:
+        return str(int(v)) if c == "best_epoch" else f"{v:.4f}"
+
+    rows = [[int(r["seed"]), *(fmt(c, r[c]) for c in cols)] for _, r in table.iterrows()]
+    rows.append(["mean ± std", *(f"{mean[c]:.4f} ± {std[c]:.4f}" for c in cols)])
+    md = [f"# Final evaluation: {name}, {len(table)} seeds\n\n",
+          f"Test accuracy **{mean['test_accuracy']:.4f} ± {std['test_accuracy']:.4f}**, "
+          f"macro-F1 **{mean['test_macro_f1']:.4f} ± {std['test_macro_f1']:.4f}** (mean ± "
+          f"sample std over seeds {', '.join(map(str, table['seed']))}). The configuration "
+          f"was chosen on validation; each seed's model was evaluated once on the test split. "
+          f"Each seed's full report: `seed-<seed>/final.md`.\n\n",
+          md_table(rows, ["seed", *cols])]
+    atomic_write_text(out / "final.md", "".join(md))
+    return [out / f for f in ("final.md", "seeds.csv", "seeds.json")]

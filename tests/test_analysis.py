@@ -86,6 +86,9 @@ def test_recommend_command_writes_tables_and_a_config_train_accepts(sweep_study,
     config = build_config(exps / "recommended-study.yaml")
     assert config.model.dropout == 0.4 and config.train.epochs == 4
     assert config == recommended_config(sweep_study, recommend(sweep_study))
+    assert main(["recommend", "--project", str(sweep_study.path), "--reports-dir",
+                 str(reports), "--config-out", str(exps / "best-gru.yaml")]) == 0
+    assert build_config(exps / "best-gru.yaml") == config
 
 
 def test_joint_study_views(tmp_path):

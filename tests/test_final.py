@@ -116,3 +116,76 @@ def test_final_train_refuses_to_overwrite(bundle):
     proc = run_cli("final-train", "--config", str(root / "tiny.yaml"), "--models-dir",
                    str(root / "models"))
     assert_one_line_error(proc, "already exists; choose another --name or add --overwrite")
+
+
+def test_seeds_table_mean_and_std():
+    import pandas as pd
+
+    from emotune.final import seeds_table, write_seeds_report
+
+    y = np.array([0, 0, 1, 1])
+    right, half = (np.eye(2)[[0, 0, 1, 1]] * 0.8 + 0.1, np.eye(2)[[0, 1, 1, 1]] * 0.8 + 0.1)
+    runs = [(seed, evaluate_split(y, p, ["a", "b"]),
+             {"val_accuracy": va, "val_macro_f1": va, "best_epoch": 2})
+            for seed, p, va in ((1, right, 0.9), (2, half, 0.8))]
+    table = seeds_table(runs)
+    assert table["test_accuracy"].tolist() == [1.0, 0.75]
+    assert table["f1_a"].tolist() == pytest.approx([1.0, 2 / 3])
+    import tempfile
+    from pathlib import Path
+
+    out = Path(tempfile.mkdtemp())
+    write_seeds_report(out, "x", table)
+    summary = json.loads((out / "seeds.json").read_text())["summary"]
+    assert summary["test_accuracy"]["mean"] == pytest.approx(0.875)
+    assert summary["test_accuracy"]["std"] == pytest.approx(np.std([1.0, 0.75], ddof=1))
+    assert "0.8750 ± 0.1768" in (out / "final.md").read_text()
+    assert pd.read_csv(out / "seeds.csv")["seed"].tolist() == [1, 2]
+
+
+def test_final_train_with_seeds(bundle, tmp_path):
+    root = bundle[0].parent.parent
+    tiny_sets = tiny_settings(make_tiny_data(tmp_path), make_tiny_glove(tmp_path),
+                              tmp_path / "emb")
+    sets = [x for s in tiny_sets if not s.startswith("epochs") and not s.startswith("units")
+            for x in ("--set", s)]
+    assert main(["final-train", "--config", str(root / "tiny.yaml"), *sets, "--seeds", "3",
+                 "4", "--set", "epochs=2", "--models-dir", str(tmp_path / "models"),
+                 "--reports-dir", str(tmp_path / "reports")]) == 0
+    report = tmp_path / "reports" / "tiny" / "final"
+    runs = json.loads((report / "seeds.json").read_text())["runs"]
+    assert [r["seed"] for r in runs] == [3, 4]
+    for seed in (3, 4):
+        metrics = json.loads((tmp_path / "models" / "tiny" / f"seed-{seed}" /
+                              "metrics.json").read_text())
+        assert metrics["seed"] == seed
+        assert metrics["test_accuracy"] == pytest.approx(runs[seed - 3]["test_accuracy"])
+        assert (report / f"seed-{seed}" / "final.md").is_file()
+    assert "mean ± std" in (report / "final.md").read_text()
+    assert_one_line_error(run_cli("final-train", "--config", str(root / "tiny.yaml"),
+                                  "--seeds", "1", "1"), "repeats a seed")
+    assert_one_line_error(run_cli("final-train", "--config", str(root / "tiny.yaml"),
+                                  "--seed", "1", "--seeds", "2"), "not both")
+
+
+def test_baseline_command(tmp_path, capsys):
+    import collections
+
+    data = make_tiny_data(tmp_path)
+    train = data / "train.txt"  # balanced: make anger the majority
+    train.write_text(train.read_text() + "so angry and furious;anger\n" * 30)
+    assert main(["baseline", "--data", str(data), "--reports-dir", str(tmp_path / "r")]) == 0
+    result = json.loads((tmp_path / "r" / "baseline" / "baseline.json").read_text())
+    train_labels = [line.rsplit(";", 1)[1].strip()
+                    for line in (data / "train.txt").read_text().splitlines()]
+    test_labels = [line.rsplit(";", 1)[1].strip()
+                   for line in (data / "test.txt").read_text().splitlines()]
+    majority = collections.Counter(train_labels).most_common(1)[0][0]
+    assert result["majority"]["label"] == majority
+    assert result["majority"]["test"]["accuracy"] == pytest.approx(
+        test_labels.count(majority) / len(test_labels))
+    lr = result["tfidf_logreg"]
+    # C is the one with the best val accuracy, and the words carry the label in the tiny task.
+    assert lr["val"]["accuracy"] == max(lr["val_accuracy_by_C"].values())
+    assert lr["test"]["accuracy"] > result["majority"]["test"]["accuracy"] + 0.3
+    assert "logistic regression" in capsys.readouterr().out
