@@ -13,7 +13,7 @@ import numpy as np
 
 from emotune.data import Dataset, tokenize
 
-C_VALUES = (1.0, 4.0, 16.0, 64.0)
+C_VALUES = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0)
 
 
 def _scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
