@@ -85,8 +85,10 @@ def parse_budget(text: str | None) -> float | None:
 
 def should_prune(epoch: int, value: float, finished: list[list[float]], warmup: int,
                  min_trials: int) -> bool:
-    """Median stopping: after ``warmup`` epochs, stop a trial whose val accuracy at ``epoch``
-    is below the median of the finished trials' val accuracy at that epoch.
+    """Median stopping: after ``warmup`` epochs, stop a trial whose best val accuracy up to
+    ``epoch`` (``value``) is below the median of the finished trials' val accuracy at that
+    epoch (Optuna's MedianPruner rule). The best so far, not the epoch's own value, because a
+    trial keeps its best epoch: one dip after a peak must not stop it.
 
     ``finished`` holds each finished trial's per-epoch val accuracy; only trials that reached
     ``epoch`` count, and at least ``min_trials`` of them are needed.
@@ -282,10 +284,21 @@ class _TunerMixin:
         cfg = self.space.base.search
         if self._finished_curves is None:
             self._finished_curves = _finished_curves(self.project)
-        curves = self._finished_curves
-        return lambda epoch, logs: should_prune(
-            epoch, logs.get("val_accuracy", math.nan), curves, cfg.prune_warmup,
-            cfg.prune_min_trials)
+        return median_stopping(self._finished_curves, cfg.prune_warmup, cfg.prune_min_trials)
+
+
+def median_stopping(finished: list[list[float]], warmup: int,
+                    min_trials: int) -> Callable[[int, dict], bool]:
+    """The per-epoch pruning hook of one trial: it keeps the trial's best val accuracy."""
+    seen: list[float] = []
+
+    def rule(epoch: int, logs: dict) -> bool:
+        value = logs.get("val_accuracy", math.nan)
+        if not math.isnan(value):
+            seen.append(value)
+        return should_prune(epoch, max(seen, default=math.nan), finished, warmup, min_trials)
+
+    return rule
 
 
 def _plain(v: Any) -> Any:

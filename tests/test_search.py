@@ -193,6 +193,16 @@ def test_median_stopping_rule(epoch, value, expected):
     assert should_prune(epoch, value, finished, warmup=2, min_trials=2) is expected
 
 
+def test_pruning_keeps_a_trial_whose_best_epoch_beats_the_median():
+    from emotune.search import median_stopping
+
+    finished = [[0.5, 0.6, 0.7], [0.4, 0.6], [0.6, 0.7, 0.8]]  # medians 0.5, 0.6, 0.75
+    rule = median_stopping(finished, warmup=2, min_trials=2)
+    assert [rule(e, {"val_accuracy": v}) for e, v in ((1, 0.9), (2, 0.4))] == [False, False]
+    rule = median_stopping(finished, warmup=2, min_trials=2)  # a new trial, never above 0.55
+    assert [rule(e, {"val_accuracy": v}) for e, v in ((1, 0.55), (2, 0.5))] == [False, True]
+
+
 def test_pruning_stops_bad_trials_early(tmp_path):
     trainer = FakeTrainer()
     out = run(tmp_path, study(["optimizer", "dropout"], prune=True), trainer,
