@@ -1,7 +1,8 @@
 """emotune's trial runner against a notebook-style loop, side by side in one process.
 
     .venv/bin/python benchmarks/bench_search.py --data ../shared/data/emotion [--configs 3]
-        [--memory-trials 100] [--study]
+        [--memory-trials 100] [--study [--study-flags "--workers 2 --prune"]
+        [--study-project DIR]]
 
 Per configuration, the two runners alternate (emotune first for odd configurations, the
 notebook first for even ones) so that machine noise hits both alike. The notebook-style loop does
@@ -11,7 +12,8 @@ improving epoch. Both use emotune's model builder, so only the pipeline differs.
 
 Prints per configuration: seconds, val accuracy and the speed ratio; the total; the memory
 figures (peak RSS; RSS growth over N short trials); with ``--study`` the wall time of
-``emotune search --model gru --param all`` in a fresh project.
+``emotune search --model gru --param all`` (plus ``--study-flags``) in a fresh project (a
+temporary one unless ``--study-project``, which keeps it for `emotune report` and comparisons).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import os
 import re
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -116,6 +119,25 @@ def emotune_trial(config, prepared, embedding) -> dict:
             "epochs": r.metrics["epochs_run"]}
 
 
+def rankings(project: str) -> dict[str, list]:
+    """Per swept parameter, its values from best to worst val accuracy."""
+    from emotune.analysis import load_study, sweeps
+
+    return {s.param: [p.value for p in sorted(s.points, key=lambda p: (-p.val_accuracy,
+                                                                         p.val_loss))]
+            for s in sweeps(load_study(project))}
+
+
+def compare_rankings(reference: str, project: str) -> None:
+    ref, new = rankings(reference), rankings(project)
+    print(f"ranking of values, best first: {reference} | this study")
+    for param in ref:
+        a, b = ref[param], new.get(param, [])
+        print(f"  {param:12s} {' > '.join(map(str, a))} | {' > '.join(map(str, b))}  "
+              f"best {'same' if a[:1] == b[:1] else 'DIFFERENT'}, "
+              f"order {'same' if a == b else 'different'}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
@@ -124,6 +146,11 @@ def main() -> int:
     ap.add_argument("--memory-trials", type=int, default=100)
     ap.add_argument("--study", action="store_true",
                     help="also time `emotune search --model gru --param all` (minutes)")
+    ap.add_argument("--study-flags", default="",
+                    help='extra search flags for --study, e.g. "--workers 2 --prune"')
+    ap.add_argument("--study-project", help="keep the --study project here")
+    ap.add_argument("--compare-with", metavar="DIR",
+                    help="an unoptimised `--param all` study: print both rankings per parameter")
     ap.add_argument("--set", action="append", default=[], dest="sets")
     args = ap.parse_args()
     set_quiet(True)
@@ -177,14 +204,17 @@ def main() -> int:
 
     if args.study:
         with tempfile.TemporaryDirectory() as tmp:
+            project = args.study_project or str(Path(tmp) / "study")
+            flags = shlex.split(args.study_flags)
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "emotune", "search", "--model", "gru",
-                            "--param", "all", "--data", args.data, "--project",
-                            str(Path(tmp) / "study"), *[x for s in args.sets
-                                                        for x in ("--set", s)]],
+                            "--param", "all", "--data", args.data, "--project", project,
+                            *flags, *[x for s in args.sets for x in ("--set", s)]],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            print(f"emotune search --model gru --param all: "
+            print(f"emotune search --model gru --param all {' '.join(flags)}: "
                   f"{time.perf_counter() - start:.0f}s wall")
+            if args.compare_with:
+                compare_rankings(args.compare_with, project)
     return 0
 
 
