@@ -217,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports-dir", default="reports", metavar="DIR")
     p.set_defaults(func=commands.cmd_baseline)
 
+    p = sub.add_parser(
+        "leaderboard", parents=[common], help="all final models and baselines in one table",
+        description="Every model final-train wrote to the reports folder (mean ± std over "
+                    "seeds where it has several) and the baselines, best validation accuracy "
+                    "first, with test accuracy, macro-F1 and per-class F1. Writes "
+                    "<reports-dir>/leaderboard.md.")
+    p.add_argument("--reports-dir", default="reports", metavar="DIR")
+    p.set_defaults(func=commands.cmd_leaderboard)
+
     p = sub.add_parser("data", help="inspect a dataset", description="Inspect a dataset.")
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser,
                             required=True)

@@ -424,6 +424,19 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from emotune.leaderboard import write_leaderboard
+
+    reports = Path(args.reports_dir)
+    if not reports.is_dir():
+        raise EmotuneError(f"--reports-dir {reports} does not exist; give the folder "
+                           f"final-train wrote to (default: reports)")
+    out, table = write_leaderboard(reports)
+    print(table, end="")
+    print(f"written: {out}")
+    return 0
+
+
 def cmd_data_info(args: argparse.Namespace) -> int:
     from emotune.data import describe, load_dataset, prepare
 

@@ -47,7 +47,7 @@ class Workspace:
     def file(self, name: str, text: str | bytes) -> Path:
         """A new input file for one case (created before the snapshot)."""
         path = self.root / "inputs" / name
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
         return path
 
@@ -242,6 +242,15 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], int, str, str]] = [
         "nan.yaml", "model:\n  embedding: fine-tuned\ntrain:\n  optimizer: sgd\n  lr: 1.0e+39\n"
     )), "--models-dir", str(ws.root / "models"), "--reports-dir", str(ws.root / "reports")],
      1, "NaN", "lower the learning rate"),
+    ("final-train: a seed twice", lambda ws: ["final-train", *ws.sets, "--config", str(
+        ws.file("seeds.yaml", "model:\n  units: 8\n")), "--seeds", "1", "1"], 1,
+     "repeats a seed", "distinct"),
+    # -- leaderboard
+    ("leaderboard: missing folder", lambda ws: ["leaderboard", "--reports-dir",
+                                                str(ws.root / "nope")], 1, "does not exist",
+     "final-train"),
+    ("leaderboard: no final models", lambda ws: ["leaderboard", "--reports-dir", str(
+        ws.file("empty-reports/x.txt", "").parent)], 1, "no final models", "final-train"),
     # -- predict
     ("predict: missing bundle", lambda ws: ["predict", "--model-dir", str(ws.root / "nope"),
                                             "hi"], 1, "does not exist", "final-train"),

@@ -162,6 +162,22 @@ def test_final_train_with_seeds(bundle, tmp_path):
         assert metrics["test_accuracy"] == pytest.approx(runs[seed - 3]["test_accuracy"])
         assert (report / f"seed-{seed}" / "final.md").is_file()
     assert "mean ± std" in (report / "final.md").read_text()
+
+    # The leaderboard: the two-seed model and a one-seed one, best val accuracy first.
+    shutil.copytree(bundle[1], tmp_path / "reports" / "single" / "final")
+    single = json.loads((bundle[1] / "test_metrics.json").read_text())
+    assert main(["leaderboard", "--reports-dir", str(tmp_path / "reports")]) == 0
+    from emotune.leaderboard import collect
+
+    rows, baseline = collect(tmp_path / "reports")
+    assert baseline is None
+    assert [r["val_accuracy"] for r in rows] == sorted((single["val_accuracy"], np.mean(
+        [r["val_accuracy"] for r in runs])), reverse=True)
+    (two,) = [r for r in rows if r["name"] == "tiny"]
+    assert two["seeds"] == 2 and two["test_accuracy"] == pytest.approx(
+        np.mean([r["test_accuracy"] for r in runs]))
+    text = (tmp_path / "reports" / "leaderboard.md").read_text()
+    assert f"{two['test_accuracy']:.4f} ± " in text and "| single | 1 |" in text
     assert_one_line_error(run_cli("final-train", "--config", str(root / "tiny.yaml"),
                                   "--seeds", "1", "1"), "repeats a seed")
     assert_one_line_error(run_cli("final-train", "--config", str(root / "tiny.yaml"),

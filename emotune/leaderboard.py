@@ -1,0 +1,99 @@
+"""`emotune leaderboard`: every final model in a reports folder, and the baselines, in one table.
+
+Reads what `final-train` wrote (``<reports>/<name>/final/test_metrics.json``, or with several
+seeds ``seeds.json`` and ``seed-<N>/test_metrics.json``) and ``<reports>/baseline/baseline.json``.
+Rows are ordered by validation accuracy, the number models were chosen by; the test columns
+are there to read, not to choose.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from emotune.errors import EmotuneError
+from emotune.results import atomic_write_text
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise EmotuneError(f"{path} is unreadable ({e}); rerun the final-train that wrote "
+                           f"it, or remove its folder") from None
+
+
+def _single(name: str, m: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "seeds": 1, "params": m.get("params"),
+            "val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"],
+            "test_accuracy_std": None, "test_macro_f1": m["test_macro_f1"],
+            "test_macro_f1_std": None,
+            **{f"f1_{c['label']}": c["f1"] for c in m["per_class"]}}
+
+
+def _seeds(name: str, final: Path) -> dict[str, Any]:
+    s = _read(final / "seeds.json")
+    summary = s["summary"]
+    first = _read(final / f"seed-{s['seeds'][0]}" / "test_metrics.json")
+    return {"name": name, "seeds": len(s["seeds"]), "params": first.get("params"),
+            "val_accuracy": summary["val_accuracy"]["mean"],
+            "test_accuracy": summary["test_accuracy"]["mean"],
+            "test_accuracy_std": summary["test_accuracy"]["std"],
+            "test_macro_f1": summary["test_macro_f1"]["mean"],
+            "test_macro_f1_std": summary["test_macro_f1"]["std"],
+            **{k: v["mean"] for k, v in summary.items() if k.startswith("f1_")}}
+
+
+def collect(reports_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The final models (best validation accuracy first) and the baselines, if written."""
+    rows = []
+    for d in sorted(p for p in Path(reports_dir).iterdir() if p.is_dir()):
+        final = d / "final"
+        if (final / "seeds.json").is_file():
+            rows.append(_seeds(d.name, final))
+        elif (final / "test_metrics.json").is_file():
+            rows.append(_single(d.name, _read(final / "test_metrics.json")))
+    rows.sort(key=lambda r: -r["val_accuracy"])
+    base = Path(reports_dir) / "baseline" / "baseline.json"
+    return rows, (_read(base) if base.is_file() else None)
+
+
+def _pm(mean: float, std: float | None) -> str:
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def leaderboard_markdown(rows: list[dict[str, Any]], baseline: dict[str, Any] | None) -> str:
+    classes = sorted({k for r in rows for k in r if k.startswith("f1_")})
+    head = ["model", "seeds", "parameters", "val acc", "test acc", "test macro-F1",
+            *(f"F1 {c[3:]}" for c in classes)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["name"], str(r["seeds"]), f"{r['params']:,}" if r["params"] else "",
+                 f"{r['val_accuracy']:.4f}", _pm(r["test_accuracy"], r["test_accuracy_std"]),
+                 _pm(r["test_macro_f1"], r["test_macro_f1_std"]),
+                 *(f"{r[c]:.3f}" if c in r else "" for c in classes)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if baseline:
+        m, t = baseline["majority"], baseline["tfidf_logreg"]
+        for name, b in ((f"baseline: TF-IDF + logistic regression (C={t['C']:g})", t),
+                        (f"baseline: majority class ({m['label']})", m)):
+            lines.append("| " + " | ".join([name, "", "", f"{b['val']['accuracy']:.4f}",
+                                            f"{b['test']['accuracy']:.4f}",
+                                            f"{b['test']['macro_f1']:.4f}",
+                                            *([""] * len(classes))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(reports_dir: Path) -> tuple[Path, str]:
+    rows, baseline = collect(reports_dir)
+    if not rows:
+        raise EmotuneError(f"no final models in {reports_dir}: run `emotune final-train` "
+                           f"first (it writes <reports>/<name>/final/)")
+    table = leaderboard_markdown(rows, baseline)
+    out = Path(reports_dir) / "leaderboard.md"
+    atomic_write_text(out, "# Final models, best validation accuracy first\n\n"
+                           "Chosen on validation; each test number is from one evaluation "
+                           "per seed (mean ± sample std over seeds). Written by "
+                           "`emotune leaderboard`.\n\n" + table)
+    return out, table
