@@ -18,7 +18,10 @@ from emotune.errors import EmotuneError
 from emotune.results import load_trials, read_json
 from emotune.space import PARAMS
 
-DONE = ("completed",)
+# Trials whose numbers count. A pruned trial's val accuracy is its best before it was stopped,
+# a lower bound of what it would have reached; leaving it out would drop its value from the
+# sweep (the first pruning rule even stopped a best-so-far trial after one dip).
+DONE = ("completed", "pruned")
 
 
 @dataclass(frozen=True)

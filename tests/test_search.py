@@ -214,6 +214,11 @@ def test_pruning_stops_bad_trials_early(tmp_path):
     assert (completed["epochs_run"] == 4).all()
     best = out.trials.loc[out.trials["val_accuracy"].idxmax()]
     assert best["status"] == "completed"
+    # Pruned trials still count in the sweeps, with the best value they reached.
+    from emotune.analysis import load_study, sweeps
+
+    (opt,) = [s for s in sweeps(load_study(tmp_path / "study")) if s.param == "optimizer"]
+    assert "sgd" in [p.value for p in opt.points]
 
 
 @pytest.mark.parametrize("strategy, trials", [("random", 5), ("bayesian", 4), ("grid", 6)])
