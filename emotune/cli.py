@@ -218,6 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cmd_baseline)
 
     p = sub.add_parser(
+        "ensemble", parents=[common], help="average several bundles (e.g. the seeds)",
+        description="Average the class probabilities of bundles of one configuration (the "
+                    "seeds of final-train --seeds): one Keras model, saved as bundle "
+                    "models/<name>/ that predict reads, evaluated like final-train (val for "
+                    "the record, test once) in reports/<name>/final/.")
+    p.add_argument("members", nargs="+", metavar="BUNDLE", help="bundle folders (models/...)")
+    p.add_argument("--name", required=True, help="name of the ensemble's bundle and report")
+    p.add_argument("--data", metavar="PATH", help="the members' data folder, if not where "
+                                                  "their config.yaml says")
+    p.add_argument("--models-dir", default="models", metavar="DIR")
+    p.add_argument("--reports-dir", default="reports", metavar="DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.set_defaults(func=commands.cmd_ensemble)
+
+    p = sub.add_parser(
         "leaderboard", parents=[common], help="all final models and baselines in one table",
         description="Every model final-train wrote to the reports folder (mean ± std over "
                     "seeds where it has several) and the baselines, best validation accuracy "

@@ -371,8 +371,10 @@ def cmd_final_train(args: argparse.Namespace) -> int:
 
 
 def _print_final(metrics: Any, val: dict[str, Any], prefix: str = "") -> None:
-    print(f"{prefix}val accuracy {val['val_accuracy']:.4f} (best epoch {val['best_epoch']}/"
-          f"{val['epochs_run']}); test accuracy {metrics.accuracy:.4f}, macro-F1 "
+    epochs = (f" (best epoch {val['best_epoch']}/{val['epochs_run']})" if "best_epoch" in val
+              else "")
+    print(f"{prefix}val accuracy {val['val_accuracy']:.4f}{epochs}; test accuracy "
+          f"{metrics.accuracy:.4f}, macro-F1 "
           f"{metrics.macro_f1:.4f}, weighted-F1 {metrics.weighted_f1:.4f}, cross-entropy "
           f"{metrics.cross_entropy:.4f}")
 
@@ -421,6 +423,55 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     atomic_write_text(out / "baseline.md", "# Baselines (same splits)\n\n" + table)
     print(table, end="")
     print(f"written: {out / 'baseline.md'}, {out / 'baseline.json'}")
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    import shutil
+
+    from emotune.config import build_config, override
+    from emotune.ensemble import average_model, check_members
+
+    paths = [Path(p) for p in args.members]
+    meta = check_members(paths)
+    config = build_config(paths[0] / "config.yaml")
+    if args.data:
+        config = override(config, {"data.path": args.data})
+    target = Path(args.models_dir) / args.name
+    if target.exists() and not args.overwrite:
+        raise EmotuneError(f"model folder {target} already exists; choose another --name or "
+                           f"add --overwrite")
+    from emotune.train import load_inputs
+
+    _, prepared, embedding = load_inputs(config)
+    if prepared.checksum != meta["data_checksum"]:
+        raise EmotuneError(f"the data at {config.data.path or 'the default location'} are not "
+                           f"the data the bundles were trained on; give it with --data")
+    if not args.debug:
+        _import_tensorflow_quietly()
+    from emotune.bundle import load_bundle, save_bundle
+    from emotune.final import evaluate_split, write_final_report
+    from emotune.train import package_versions, padded
+
+    model = average_model([load_bundle(p).model for p in paths])
+    labels = list(prepared.label_names)
+    v = evaluate_split(prepared.val.labels, model.predict(padded(prepared.val), batch_size=256,
+                                                          verbose=0), labels)
+    val = {"val_accuracy": v.accuracy, "val_macro_f1": v.macro_f1,
+           "val_loss": v.cross_entropy, "params": int(model.count_params()),
+           "members": [str(p) for p in paths]}
+    m = evaluate_split(prepared.test.labels, model.predict(padded(prepared.test),
+                                                           batch_size=256, verbose=0), labels)
+    if target.exists():
+        shutil.rmtree(target)
+    save_bundle(target, model, config, prepared, {**val, **m.as_dict(),
+                                                  "embedding": embedding.summary()},
+                package_versions())
+    report = Path(args.reports_dir) / args.name / "final"
+    write_final_report(report, f"{args.name} (mean of {len(paths)} bundles)", m, labels, None,
+                       val)
+    _print_final(m, val)
+    print(f"model: {target}; report: {report / 'final.md'}")
     return 0
 
 

@@ -96,6 +96,8 @@ def row_percent(confusion: np.ndarray) -> np.ndarray:
 
 def write_final_report(out: Path, name: str, m: SplitMetrics, labels: list[str], history: Any,
                        val: dict[str, Any]) -> list[Path]:
+    """The report of one evaluated model; ``history`` (per-epoch curves) may be None, as for an
+    ensemble, which has no epochs of its own."""
     import pandas as pd
 
     plt = _plt()
@@ -106,15 +108,18 @@ def write_final_report(out: Path, name: str, m: SplitMetrics, labels: list[str],
     pct = pd.DataFrame(row_percent(m.confusion).round(1), index=labels, columns=labels)
     atomic_write_text(out / "confusion_counts.csv", counts.to_csv(index_label="true\\pred"))
     atomic_write_text(out / "confusion_percent.csv", pct.to_csv(index_label="true\\pred"))
-    atomic_write_text(out / "history.csv", history.to_csv(index=False))
+    if history is not None:
+        atomic_write_text(out / "history.csv", history.to_csv(index=False))
+    epochs = (f", best epoch {val['best_epoch']}/{val['epochs_run']}" if "best_epoch" in val
+              else "")
     pc = [[r.label, f"{r.precision:.4f}", f"{r.recall:.4f}", f"{r.f1:.4f}", int(r.support)]
           for r in m.per_class.itertuples()]
     md = [f"# Final evaluation: {name}\n\n",
           f"Test accuracy **{m.accuracy:.4f}**, macro-F1 **{m.macro_f1:.4f}**, weighted-F1 "
           f"{m.weighted_f1:.4f}, cross-entropy {m.cross_entropy:.4f} "
           f"({int(m.confusion.sum())} test texts, evaluated once). Selected on validation: "
-          f"val accuracy {val['val_accuracy']:.4f}, val macro-F1 {val['val_macro_f1']:.4f}, "
-          f"best epoch {val['best_epoch']}/{val['epochs_run']}.\n\n",
+          f"val accuracy {val['val_accuracy']:.4f}, val macro-F1 {val['val_macro_f1']:.4f}"
+          f"{epochs}.\n\n",
           "## Per class\n\n", md_table(pc, ["label", "precision", "recall", "F1", "support"]),
           "\n## Confusion matrix (rows: true label; counts)\n\n",
           md_table([[lab, *map(int, row)] for lab, row in zip(labels, m.confusion)],
@@ -122,7 +127,8 @@ def write_final_report(out: Path, name: str, m: SplitMetrics, labels: list[str],
           "\n## Confusion matrix (row percent)\n\n",
           md_table([[lab, *(f"{v:.1f}" for v in row)] for lab, row in
                     zip(labels, row_percent(m.confusion))], ["true \\ pred", *labels]),
-          "\n![confusion](confusion.png)\n![curves](curves.png)\n"]
+          "\n![confusion](confusion.png)\n",
+          "" if history is None else "![curves](curves.png)\n"]
     atomic_write_text(out / "final.md", "".join(md))
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
@@ -141,6 +147,10 @@ def write_final_report(out: Path, name: str, m: SplitMetrics, labels: list[str],
                         color="white" if data[i, j] > hi / 2 else "black")
     fig.tight_layout()
     paths = [_save(fig, out / "confusion.png")]
+    files = ["final.md", "test_metrics.json", "per_class.csv", "confusion_counts.csv",
+             "confusion_percent.csv"]
+    if history is None:
+        return paths + [out / f for f in files]
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     e = history["epoch"]
@@ -160,9 +170,7 @@ def write_final_report(out: Path, name: str, m: SplitMetrics, labels: list[str],
     axes[0].legend()
     fig.tight_layout()
     paths.append(_save(fig, out / "curves.png"))
-    return paths + [out / f for f in ("final.md", "test_metrics.json", "per_class.csv",
-                                      "confusion_counts.csv", "confusion_percent.csv",
-                                      "history.csv")]
+    return paths + [out / f for f in (*files, "history.csv")]
 
 
 def final_train(config: Any, prepared: Prepared, embedding: Any, *, name: str,

@@ -163,6 +163,21 @@ def test_final_train_with_seeds(bundle, tmp_path):
         assert (report / f"seed-{seed}" / "final.md").is_file()
     assert "mean ± std" in (report / "final.md").read_text()
 
+    # The seeds' ensemble: a bundle whose probabilities are the members' mean.
+    members = [str(tmp_path / "models" / "tiny" / f"seed-{s}") for s in (3, 4)]
+    assert main(["ensemble", *members, "--name", "tiny-ens", "--models-dir",
+                 str(tmp_path / "models"), "--reports-dir", str(tmp_path / "ens")]) == 0
+    texts = ["i feel so happy today", "so sad", "furious!!", "i am glad and calm"]
+    mean = np.mean([load_bundle(p).predict(texts) for p in members], axis=0)
+    np.testing.assert_allclose(load_bundle(tmp_path / "models" / "tiny-ens").predict(texts),
+                               mean, rtol=1e-5, atol=1e-6)
+    ens = json.loads((tmp_path / "ens" / "tiny-ens" / "final" / "test_metrics.json")
+                     .read_text())
+    assert ens["members"] == members and ens["params"] > 0
+    assert_one_line_error(run_cli("ensemble", members[0], "--name", "x"), "at least two")
+    assert_one_line_error(run_cli("ensemble", members[0], str(tmp_path), "--name", "x"),
+                          "not a readable model bundle")
+
     # The leaderboard: the two-seed model and a one-seed one, best val accuracy first.
     shutil.copytree(bundle[1], tmp_path / "reports" / "single" / "final")
     single = json.loads((bundle[1] / "test_metrics.json").read_text())
