@@ -31,3 +31,5 @@ $emotune search --model "$model" --config experiments/recommended-gru-all.yaml \
 $emotune recommend --project "$project" --config-out "experiments/best-$model.yaml"
 $emotune report --project "$project"
 $emotune final-train --config "experiments/best-$model.yaml" --seeds 1 2 3 --overwrite
+# 5. the three seeds' ensemble (mean probability): reports/best-<model>-ensemble/final/final.md
+$emotune ensemble models/best-$model/seed-{1,2,3} --name "best-$model-ensemble" --overwrite
