@@ -278,7 +278,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     for study, rec in _recommendations(args.project):
         print(f"== {study.name} ({study.model}, "
               f"{'one-at-a-time sweeps' if study.sweep else study.strategy}, "
-              f"{len(study.done)} completed trials)")
+              f"{_trial_count(study.done)})")
         print(recommendation_text(rec))
         files = write_recommendation(rec, Path(args.reports_dir) / study.name)
         exp = Path(args.config_out or Path(args.experiments_dir) /
@@ -288,6 +288,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(f"written: {', '.join(str(f) for f in files)}, {exp}")
         print()
     return 0
+
+
+def _trial_count(done: Any) -> str:
+    pruned = int((done["status"] == "pruned").sum()) if len(done) else 0
+    return f"{len(done)} trials" + (f", {pruned} of them pruned" if pruned else "")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
