@@ -95,6 +95,8 @@ def load_bundle(path: str | Path) -> Bundle:
     vocab = (path / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
     import keras
 
+    import emotune.layers  # noqa: F401 - registers emotune's layers and loss for loading
+
     try:
         model = keras.models.load_model(path / "model.keras")
     except Exception as e:  # keras raises several types for a bad archive

@@ -220,3 +220,20 @@ def test_baseline_command(tmp_path, capsys):
     assert lr["val"]["accuracy"] == max(lr["val_accuracy_by_C"].values())
     assert lr["test"]["accuracy"] > result["majority"]["test"]["accuracy"] + 0.3
     assert "logistic regression" in capsys.readouterr().out
+
+
+def test_a_bundle_with_emotunes_own_layers_loads_in_a_new_process(tmp_path):
+    # Keras finds custom classes only once they are registered: a fresh `emotune predict`
+    # must load a model with attention pooling and the smoothed/focal loss.
+    sets = [x for s in tiny_settings(make_tiny_data(tmp_path), make_tiny_glove(tmp_path),
+                                     tmp_path / "emb") for x in ("--set", s)]
+    config = tmp_path / "att.yaml"
+    config.write_text("model:\n  pooling: attention\ntrain:\n  label_smoothing: 0.1\n"
+                      "  focal_gamma: 1.0\n")
+    proc = run_cli("final-train", "--config", str(config), *sets, "--models-dir",
+                   str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports"))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("predict", "--model-dir", str(tmp_path / "models" / "att"), "--json",
+                   "i feel so happy")
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)[0]["probabilities"]) == {"joy", "sadness", "anger"}

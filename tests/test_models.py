@@ -85,7 +85,7 @@ def test_rnn_pooling_and_stacking_ignore_padding(pooling, layers):
 
 
 def test_masked_pooling_by_hand():
-    from emotune.models import MaskedPooling
+    from emotune.layers import MaskedPooling
 
     x = np.array([[[1.0, -5.0], [3.0, -1.0], [100.0, 100.0]]], dtype=np.float32)
     mask = np.array([[True, True, False]])
