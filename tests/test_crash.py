@@ -17,9 +17,10 @@ from emotune.cli import main
 from emotune.errors import EmotuneError
 from emotune.results import read_json, study_lock
 
-SWEEP = ["--param", "lr,dropout", "--set", "sweeps.lr=[0.001, 0.003, 0.01, 0.03]",
-         "--set", "sweeps.dropout=[0.2, 0.35, 0.5, 0.65]"]  # 7 distinct configurations
-CONFIGS = 7
+# 11 distinct configurations: enough that five short runs cannot finish the study by chance
+SWEEP = ["--param", "lr,dropout", "--set", "sweeps.lr=[0.0005, 0.001, 0.002, 0.003, 0.01, 0.03]",
+         "--set", "sweeps.dropout=[0.2, 0.3, 0.35, 0.4, 0.5, 0.65]"]
+CONFIGS = 11
 
 
 def _search(tiny_sets: list[str], project: Path, *extra: str) -> list[str]:
@@ -53,7 +54,7 @@ def test_kill_9_at_random_moments_loses_and_retrains_nothing(tiny_sets, tmp_path
     while kills < 5 and time.monotonic() < deadline:
         proc = subprocess.Popen(_search(tiny_sets, project), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(5, 16))  # ~5 s to import TensorFlow, then ~3 s per trial
+        time.sleep(rng.uniform(5, 12))  # ~5 s to import TensorFlow, then ~3 s per trial
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
