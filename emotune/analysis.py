@@ -125,9 +125,8 @@ def _within_spread(best: Point, other: Point | None) -> bool | None:
     return best.val_accuracy - other.val_accuracy <= spread
 
 
-def _sweep(param: str, default: Any, order: list, points: list[Point]) -> Sweep:
-    pos = {v: i for i, v in enumerate(order)}
-    points = sorted(points, key=lambda p: pos.get(p.value, len(pos)))
+def _sweep(param: str, default: Any, points: list[Point]) -> Sweep:
+    """``points`` in sweep order."""
     ranked = _rank(points)
     runner = ranked[1] if len(ranked) > 1 else None
     return Sweep(param, default, tuple(points), ranked[0], runner,
@@ -143,15 +142,17 @@ def sweeps(study: Study) -> list[Sweep]:
         default = study.defaults[param]
         if default not in order:
             order.insert(0, default)
+        rows = done
         if study.sweep:
             rows = done[[param in str(s).split() for s in done["sweeps"].fillna("")]]
-            points = [_point(rows[rows[param] == v], v, True) for v in order
-                      if (rows[param] == v).any()]
-        else:  # joint search: marginal over every trial with that value
-            points = [_point(done[done[param] == v], v, False) for v in order
-                      if (done[param] == v).any()]
+        # else a joint search: the marginal over every trial with that value
+        points = []
+        for v in order:  # values may be lists (kernel_sizes) or None (clipnorm)
+            hit = rows[rows[param].map(lambda x, v=v: _same(x, v))] if len(rows) else rows
+            if len(hit):
+                points.append(_point(hit, v, study.sweep))
         if points:
-            out.append(_sweep(param, default, order, points))
+            out.append(_sweep(param, default, points))
     return out
 
 

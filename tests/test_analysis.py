@@ -74,6 +74,21 @@ def test_ties_within_the_spread_are_reported(tmp_path):
     assert any("within their spread" in n for n in rec.notes)
 
 
+def test_sweeps_of_list_and_null_values(tmp_path):
+    # kernel_sizes values are lists and clipnorm's default is None: both must be matched to
+    # their trials, in sweep order, and recommended as such.
+    run(tmp_path, study(["kernel_sizes", "clipnorm"]), FakeTrainer())
+    st = load_study(tmp_path / "study")
+    rows = {s.param: s for s in sweeps(st)}
+    assert [p.value for p in rows["kernel_sizes"].points] == [[3, 4, 5], [2, 3, 4],
+                                                              [1, 2, 3, 5]]
+    assert [p.value for p in rows["clipnorm"].points] == [None, 1.0]
+    assert all(p.n == 1 for s in rows.values() for p in s.points)
+    rec = recommend(st)
+    assert rec.values["kernel_sizes"] in ([3, 4, 5], [2, 3, 4], [1, 2, 3, 5])
+    assert recommended_config(st, rec).model.kernel_sizes
+
+
 def test_recommend_command_writes_tables_and_a_config_train_accepts(sweep_study, tmp_path,
                                                                     capsys):
     reports, exps = tmp_path / "reports", tmp_path / "exps"
