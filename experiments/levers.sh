@@ -10,7 +10,9 @@
 # 2. recommend: each lever's best value on val, combined -> experiments/best-<model>.yaml.
 # 3. report: reports/<model>-levers/.
 # 4. final-train with seeds 1, 2, 3: reports/best-<model>/final/final.md (mean ± std).
-# Validation alone chooses; the test split is read only in step 4.
+# 5. the seeds' ensemble: reports/best-<model>-ensemble/final/final.md.
+# Validation alone chooses; the test split is read only in steps 4 and 5.
+# Then, optionally, experiments/refine.sh <model> (stage two).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: bash experiments/levers.sh gru|lstm|cnn}
@@ -31,5 +33,4 @@ $emotune search --model "$model" --config experiments/recommended-gru-all.yaml \
 $emotune recommend --project "$project" --config-out "experiments/best-$model.yaml"
 $emotune report --project "$project"
 $emotune final-train --config "experiments/best-$model.yaml" --seeds 1 2 3 --overwrite
-# 5. the three seeds' ensemble (mean probability): reports/best-<model>-ensemble/final/final.md
 $emotune ensemble models/best-$model/seed-{1,2,3} --name "best-$model-ensemble" --overwrite
