@@ -435,7 +435,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     import shutil
 
     from emotune.config import build_config, override
-    from emotune.ensemble import average_model, check_members
+    from emotune.ensemble import check_members, evaluate_ensemble
 
     paths = [Path(p) for p in args.members]
     meta = check_members(paths)
@@ -454,27 +454,11 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
                            f"the data the bundles were trained on; give it with --data")
     if not args.debug:
         _import_tensorflow_quietly()
-    from emotune.bundle import load_bundle, save_bundle
-    from emotune.final import evaluate_split, write_final_report
-    from emotune.train import package_versions, padded
-
-    model = average_model([load_bundle(p).model for p in paths])
-    labels = list(prepared.label_names)
-    v = evaluate_split(prepared.val.labels, model.predict(padded(prepared.val), batch_size=256,
-                                                          verbose=0), labels)
-    val = {"val_accuracy": v.accuracy, "val_macro_f1": v.macro_f1,
-           "val_loss": v.cross_entropy, "params": int(model.count_params()),
-           "members": [str(p) for p in paths]}
-    m = evaluate_split(prepared.test.labels, model.predict(padded(prepared.test),
-                                                           batch_size=256, verbose=0), labels)
     if target.exists():
         shutil.rmtree(target)
-    save_bundle(target, model, config, prepared, {**val, **m.as_dict(),
-                                                  "embedding": embedding.summary()},
-                package_versions())
     report = Path(args.reports_dir) / args.name / "final"
-    write_final_report(report, f"{args.name} (mean of {len(paths)} bundles)", m, labels, None,
-                       val)
+    m, val = evaluate_ensemble(paths, config, prepared, embedding, name=args.name,
+                               bundle_dir=target, report_dir=report)
     _print_final(m, val)
     print(f"model: {target}; report: {report / 'final.md'}")
     return 0

@@ -39,6 +39,32 @@ def check_members(paths: list[Path]) -> dict[str, Any]:
     return metas[0]
 
 
+def evaluate_ensemble(paths: list[Path], config: Any, prepared: Any, embedding: Any, *,
+                      name: str, bundle_dir: Path, report_dir: Path) -> tuple[Any, dict]:
+    """Average the bundles at ``paths``; val numbers for the record, test once; write the
+    ensemble's bundle and report as final-train does."""
+    from emotune.bundle import load_bundle, save_bundle
+    from emotune.final import evaluate_split, write_final_report
+    from emotune.train import package_versions, padded
+
+    model = average_model([load_bundle(p).model for p in paths])
+    labels = list(prepared.label_names)
+
+    def scores(split: Any) -> Any:
+        probs = model.predict(padded(split), batch_size=256, verbose=0)
+        return evaluate_split(split.labels, probs, labels)
+
+    v = scores(prepared.val)
+    val = {"val_accuracy": v.accuracy, "val_macro_f1": v.macro_f1, "val_loss": v.cross_entropy,
+           "params": int(model.count_params()), "members": [str(p) for p in paths]}
+    m = scores(prepared.test)
+    save_bundle(bundle_dir, model, config, prepared,
+                {**val, **m.as_dict(), "embedding": embedding.summary()}, package_versions())
+    write_final_report(report_dir, f"{name} (mean of {len(paths)} bundles)", m, labels, None,
+                       val)
+    return m, val
+
+
 def average_model(models: list[Any]) -> Any:
     """One Keras model: the members side by side on the same token ids, probabilities averaged."""
     import keras
