@@ -148,7 +148,7 @@ def sweeps(study: Study) -> list[Sweep]:
         # else a joint search: the marginal over every trial with that value
         points = []
         for v in order:  # values may be lists (kernel_sizes) or None (clipnorm)
-            hit = rows[rows[param].map(lambda x, v=v: _same(x, v))] if len(rows) else rows
+            hit = rows[rows[param].map(lambda x, v=v: same_setting(x, v))] if len(rows) else rows
             if len(hit):
                 points.append(_point(hit, v, study.sweep))
         if points:
@@ -169,7 +169,7 @@ class Recommendation:
     notes: tuple[str, ...]
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_setting(a: Any, b: Any) -> bool:
     """Equal setting values: lists and tuples alike, None and NaN alike (pandas' nulls)."""
     from emotune.space import as_plain
 
@@ -184,7 +184,7 @@ def _same(a: Any, b: Any) -> bool:
 def _matching_trial(done: Any, values: dict[str, Any]) -> Any:
     mask = None
     for k, v in values.items():
-        m = done[k].map(lambda x, v=v: _same(x, v))
+        m = done[k].map(lambda x, v=v: same_setting(x, v))
         mask = m if mask is None else mask & m
     hit = done[mask] if mask is not None else done
     return hit.iloc[0] if len(hit) else None

@@ -282,8 +282,15 @@ class _TunerMixin:
         if not self.study.prune or self.study.strategy == "hyperband":
             return None
         cfg = self.space.base.search
+        # One-at-a-time sweeps ask of each value "better than the default?", so the default's
+        # curve is the bar. The median of all finished trials would mix the sweeps: in the
+        # full GRU study the fast-learning lr values set it, and every dropout value was
+        # stopped at epoch 2 though three of them end above the default.
+        like = hp_values(self.space.base) if self.study.sweep else None
         if self._finished_curves is None:
-            self._finished_curves = _finished_curves(self.project)
+            self._finished_curves = _finished_curves(self.project, like)
+        if self.study.sweep:
+            return median_stopping(self._finished_curves, cfg.prune_warmup, 1)
         return median_stopping(self._finished_curves, cfg.prune_warmup, cfg.prune_min_trials)
 
 
@@ -305,15 +312,21 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def _finished_curves(project: Path) -> list[list[float]]:
-    """Per-epoch val accuracy of each completed trial (first seed), for the pruning rule."""
+def _finished_curves(project: Path, like: dict[str, Any] | None = None) -> list[list[float]]:
+    """Per-epoch val accuracy of each completed trial (first seed), for the pruning rule;
+    with ``like``, only of the trials with those parameter values."""
     import pandas as pd
+
+    from emotune.analysis import same_setting
 
     curves = []
     for d in sorted((project / KT_DIR).glob("trial_*")):
         rec = d / "emotune.json"
-        if rec.is_file() and read_json(rec).get("status") == "completed" and \
-                (d / "history.csv").is_file():
+        record = read_json(rec) if rec.is_file() else {}
+        if like is not None and not all(same_setting(record.get("hyperparameters", {}).get(k), v)
+                                        for k, v in like.items()):
+            continue
+        if record.get("status") == "completed" and (d / "history.csv").is_file():
             h = pd.read_csv(d / "history.csv")
             h = h[h["seed"] == h["seed"].iloc[0]]
             curves.append(h["val_accuracy"].tolist())

@@ -203,6 +203,20 @@ def test_pruning_keeps_a_trial_whose_best_epoch_beats_the_median():
     assert [rule(e, {"val_accuracy": v}) for e, v in ((1, 0.55), (2, 0.5))] == [False, True]
 
 
+def test_sweep_pruning_measures_each_value_against_the_default(tmp_path):
+    # In one-at-a-time sweeps the bar is the default's curve, not the median of every sweep:
+    # values that end above the default are never stopped, values below it are.
+    trainer = FakeTrainer()
+    out = run(tmp_path, study(["lr", "dropout"], prune=True), trainer, sets=["prune_warmup=1"])
+    default = FakeTrainer.score({"lr": 0.001, "dropout": 0.5, "optimizer": "adam"}, 42)
+    for _, t in out.trials.iterrows():
+        score = FakeTrainer.score({"lr": t["lr"], "dropout": t["dropout"],
+                                   "optimizer": t["optimizer"]}, 42)
+        if abs(score - default) > 1e-6:  # a tie may go either way
+            assert (t["status"] == "pruned") == (score < default), (t["lr"], t["dropout"])
+    assert (out.trials["status"] == "pruned").sum() >= 3
+
+
 def test_pruning_stops_bad_trials_early(tmp_path):
     trainer = FakeTrainer()
     out = run(tmp_path, study(["optimizer", "dropout"], prune=True), trainer,
