@@ -25,7 +25,9 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _single(name: str, m: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "seeds": 1, "params": m.get("params"),
+    members = m.get("members")  # an ensemble's bundles
+    return {"name": name, "seeds": f"ensemble of {len(members)}" if members else 1,
+            "params": m.get("params"),
             "val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"],
             "test_accuracy_std": None, "test_macro_f1": m["test_macro_f1"],
             "test_macro_f1_std": None,
