@@ -172,3 +172,10 @@ def test_index_html_renders_in_headless_chromium(sweep_study, tmp_path):
     # The figures are drawn in colour: a blank or broken-image page has almost no colour.
     rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
     assert (rgb.max(axis=2) - rgb.min(axis=2) > 60).mean() > 0.01
+
+
+def test_every_parameter_has_a_table_label():
+    from emotune.report import LABELS
+    from emotune.space import PARAMS
+
+    assert set(LABELS) == set(PARAMS)
