@@ -335,10 +335,8 @@ def cmd_final_train(args: argparse.Namespace) -> int:
         config = _load_config(args, extra)
         name = args.name or Path(args.config).stem
     models_dir, reports_dir = Path(args.models_dir), Path(args.reports_dir)
+    _refuse_existing(models_dir / name, args.overwrite)
     if (models_dir / name).exists():
-        if not args.overwrite:
-            raise EmotuneError(f"model folder {models_dir / name} already exists; choose "
-                               f"another --name or add --overwrite")
         shutil.rmtree(models_dir / name)
     _, prepared, embedding = load_inputs(config)
     if not args.debug:
@@ -373,6 +371,12 @@ def cmd_final_train(args: argparse.Namespace) -> int:
               f"over {len(runs)} seeds")
     print(f"models: {models_dir / name}/seed-*; report: {report_dir / 'final.md'}")
     return 0
+
+
+def _refuse_existing(bundle_dir: Path, overwrite: bool) -> None:
+    if bundle_dir.exists() and not overwrite:
+        raise EmotuneError(f"model folder {bundle_dir} already exists; choose another --name "
+                           f"or add --overwrite")
 
 
 def _print_final(metrics: Any, val: dict[str, Any], prefix: str = "") -> None:
@@ -443,9 +447,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     if args.data:
         config = override(config, {"data.path": args.data})
     target = Path(args.models_dir) / args.name
-    if target.exists() and not args.overwrite:
-        raise EmotuneError(f"model folder {target} already exists; choose another --name or "
-                           f"add --overwrite")
+    _refuse_existing(target, args.overwrite)
     from emotune.train import load_inputs
 
     _, prepared, embedding = load_inputs(config)

@@ -34,6 +34,7 @@ from emotune.results import (
     load_trials,
     read_json,
     study_lock,
+    trial_dirs,
     write_trials_csv,
 )
 from emotune.space import PARAMS, POINT, SearchSpace, hp_values, sweeps_of
@@ -320,7 +321,7 @@ def _finished_curves(project: Path, like: dict[str, Any] | None = None) -> list[
     from emotune.analysis import same_setting
 
     curves = []
-    for d in sorted((project / KT_DIR).glob("trial_*")):
+    for d in trial_dirs(project):
         rec = d / "emotune.json"
         record = read_json(rec) if rec.is_file() else {}
         if like is not None and not all(same_setting(record.get("hyperparameters", {}).get(k), v)
