@@ -1,8 +1,9 @@
 """Training one configuration: batching, fit with early stopping, evaluation, the run folder.
 
 Batching follows ../shared/CALIBRATION.md: shuffle, sort by length within chunks of ~50 batches,
-pad each batch to its own longest text, shuffle the batch order; the training stream repeats
-forever and ``steps_per_epoch`` cuts it into epochs; the validation set is padded once.
+pad each batch to its own longest text, shuffle the batch order; the training stream holds
+``epochs`` such epochs and ``steps_per_epoch`` cuts it into epochs; the validation set is padded
+once.
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ def load_inputs(config: Config) -> tuple[Dataset, Prepared, Embedding]:
 # ---------------------------------------------------------------- batching
 
 
-def epoch_batches(enc: Encoded, batch_size: int, rng: np.random.Generator, min_len: int = 1,
-                  chunk_batches: int = CHUNK_BATCHES) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One epoch of length-sorted, per-batch padded batches in random order.
+def epoch_rows(enc: Encoded, batch_size: int, rng: np.random.Generator,
+               chunk_batches: int = CHUNK_BATCHES) -> list[np.ndarray]:
+    """One epoch's batches as row indices: length-sorted within chunks, in random order.
 
     Chunks hold a multiple of ``batch_size`` rows, so an epoch always has
     ``ceil(n / batch_size)`` batches and every row appears exactly once.
@@ -71,28 +72,46 @@ def epoch_batches(enc: Encoded, batch_size: int, rng: np.random.Generator, min_l
     for start in range(0, n, span):
         idx = order[start:start + span]
         idx = idx[np.argsort(enc.lengths[idx], kind="stable")]
-        for b in range(0, len(idx), batch_size):
-            rows = idx[b:b + batch_size]
-            width = max(int(enc.lengths[rows].max()), min_len)
-            batches.append((enc.ids[rows, :width], enc.labels[rows]))
+        batches.extend(idx[b:b + batch_size] for b in range(0, len(idx), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def epoch_batches(enc: Encoded, batch_size: int, rng: np.random.Generator, min_len: int = 1,
+                  chunk_batches: int = CHUNK_BATCHES) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``epoch_rows`` as (ids, labels) arrays, each batch padded to its own longest text."""
+    return [(enc.ids[rows, : max(int(enc.lengths[rows].max()), min_len)], enc.labels[rows])
+            for rows in epoch_rows(enc, batch_size, rng, chunk_batches)]
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
 
 
-def train_stream(enc: Encoded, batch_size: int, seed: int) -> Any:
-    """An endless ``tf.data`` stream of training batches, a fresh shuffle every epoch."""
+def train_stream(enc: Encoded, batch_size: int, seed: int, epochs: int) -> Any:
+    """``epochs`` epochs of ``epoch_rows`` batches, a fresh shuffle each, as an in-graph
+    ``tf.data`` pipeline.
+
+    The batch order is drawn up front (a few MB of row indices) and each batch is gathered and
+    trimmed inside the graph. A pipeline around a Python generator did the same, but deleting
+    its iterator when ``fit`` returned blocked for ~30 s in most trials (benchmarks/RESULTS.md).
+    """
     import tensorflow as tf
 
-    def generate():
-        rng = np.random.default_rng(seed)
-        while True:
-            yield from epoch_batches(enc, batch_size, rng)
+    rng = np.random.default_rng(seed)
+    batches = [rows for _ in range(epochs) for rows in epoch_rows(enc, batch_size, rng)]
+    sizes = np.array([len(rows) for rows in batches], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    flat = tf.constant(np.concatenate(batches).astype(np.int32))
+    ids, lengths = tf.constant(enc.ids), tf.constant(enc.lengths.astype(np.int32))
+    labels = tf.constant(enc.labels.astype(np.int32))
 
-    spec = (tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None,), tf.int32))
-    return tf.data.Dataset.from_generator(generate, output_signature=spec).prefetch(2)
+    def gather(start: Any, size: Any) -> tuple[Any, Any]:
+        rows = flat[start:start + size]
+        width = tf.maximum(tf.reduce_max(tf.gather(lengths, rows)), 1)
+        return tf.gather(ids, rows)[:, :width], tf.gather(labels, rows)
+
+    return (tf.data.Dataset.from_tensor_slices((starts, sizes))
+            .map(gather, num_parallel_calls=1, deterministic=True).prefetch(2))
 
 
 def padded(enc: Encoded) -> np.ndarray:
@@ -220,7 +239,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
     x_val, y_val = padded(prepared.val), prepared.val.labels
     start = time.perf_counter()
     with released_custom_gradients():
-        hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed),
+        hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed, tc.epochs),
                          steps_per_epoch=steps, epochs=tc.epochs,
                          validation_data=(x_val, y_val), validation_batch_size=256,
                          callbacks=[progress, stop, *callbacks], verbose=0,

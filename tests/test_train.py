@@ -8,7 +8,14 @@ import pytest
 from emotune.config import build_config, parse_sets
 from emotune.data import Encoded
 from emotune.errors import TrainingError
-from emotune.train import epoch_batches, fit, load_inputs, steps_per_epoch, write_run
+from emotune.train import (
+    epoch_batches,
+    fit,
+    load_inputs,
+    steps_per_epoch,
+    train_stream,
+    write_run,
+)
 
 
 def _encoded(n=203, max_len=12, seed=0):
@@ -41,6 +48,17 @@ def test_epoch_batches_sort_within_chunks_and_reshuffle():
     padding = sum(x.size - enc.lengths[y].sum() for x, y in first)
     assert padding < 0.05 * enc.lengths.sum()
     assert [y.tolist() for _, y in first] != [y.tolist() for _, y in second]
+
+
+def test_train_stream_is_the_epoch_batches_of_every_epoch_in_order():
+    enc = _encoded(n=250, max_len=30)
+    rng = np.random.default_rng(7)
+    expected = [b for _ in range(3) for b in epoch_batches(enc, 16, rng)]
+    got = [(x.numpy(), y.numpy()) for x, y in train_stream(enc, 16, seed=7, epochs=3)]
+    assert len(got) == len(expected) == 3 * steps_per_epoch(250, 16)
+    for (x, y), (ex, ey) in zip(got, expected):
+        np.testing.assert_array_equal(x, ex)  # same rows, same per-batch padding
+        np.testing.assert_array_equal(y, ey)
 
 
 def test_fit_learns_is_deterministic_and_restores_the_best_epoch(tiny_sets):
