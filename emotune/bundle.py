@@ -67,7 +67,8 @@ class Bundle:
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            probs[idx] = self.model.predict(self.encode([texts[i] for i in idx]), verbose=0)
+            ids = self.encode([texts[i] for i in idx])
+            probs[idx] = np.asarray(self.model.predict_on_batch(ids))
         return probs
 
 

@@ -45,13 +45,13 @@ def evaluate_ensemble(paths: list[Path], config: Any, prepared: Any, embedding: 
     ensemble's bundle and report as final-train does."""
     from emotune.bundle import load_bundle, save_bundle
     from emotune.final import evaluate_split, write_final_report
-    from emotune.train import package_versions, padded
+    from emotune.train import package_versions, predict_probs
 
     model = average_model([load_bundle(p).model for p in paths])
     labels = list(prepared.label_names)
 
     def scores(split: Any) -> Any:
-        probs = model.predict(padded(split), batch_size=256, verbose=0)
+        probs = predict_probs(model, split)
         return evaluate_split(split.labels, probs, labels)
 
     v = scores(prepared.val)

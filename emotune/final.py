@@ -178,7 +178,7 @@ def final_train(config: Any, prepared: Prepared, embedding: Any, *, name: str,
     """Train on train (early stopping on val), evaluate on test once, write the bundle to
     ``bundle_dir`` and the report to ``report_dir``."""
     from emotune.bundle import save_bundle
-    from emotune.train import fit, package_versions, padded
+    from emotune.train import fit, package_versions, predict_probs
 
     probe = gradient_probe(prepared)
     result = fit(config, prepared, embedding, callbacks=(probe,))
@@ -186,7 +186,7 @@ def final_train(config: Any, prepared: Prepared, embedding: Any, *, name: str,
     extra = probe.rows[: len(history)]
     history["grad_norm"] = [r["grad_norm"] for r in extra]
     history["learning_rate"] = [r["learning_rate"] for r in extra]
-    probs = result.model.predict(padded(prepared.test), batch_size=256, verbose=0)
+    probs = predict_probs(result.model, prepared.test)
     m = evaluate_split(prepared.test.labels, probs, list(prepared.label_names))
     val = {k: result.metrics[k] for k in ("val_accuracy", "val_loss", "val_macro_f1",
                                           "best_epoch", "epochs_run", "seconds", "params")}

@@ -92,8 +92,7 @@ def train_stream(enc: Encoded, batch_size: int, seed: int, epochs: int) -> Any:
     ``tf.data`` pipeline.
 
     The batch order is drawn up front (a few MB of row indices) and each batch is gathered and
-    trimmed inside the graph. A pipeline around a Python generator did the same, but deleting
-    its iterator when ``fit`` returned blocked for ~30 s in most trials (benchmarks/RESULTS.md).
+    trimmed inside the graph, with no Python in the loop.
     """
     import tensorflow as tf
 
@@ -110,8 +109,37 @@ def train_stream(enc: Encoded, batch_size: int, seed: int, epochs: int) -> Any:
         width = tf.maximum(tf.reduce_max(tf.gather(lengths, rows)), 1)
         return tf.gather(ids, rows)[:, :width], tf.gather(labels, rows)
 
-    return (tf.data.Dataset.from_tensor_slices((starts, sizes))
-            .map(gather, num_parallel_calls=1, deterministic=True).prefetch(2))
+    stream = tf.data.Dataset.from_tensor_slices((starts, sizes)).map(gather).prefetch(2)
+    return without_autotune(stream)
+
+
+def eval_stream(enc: Encoded, batch_size: int = 256) -> Any:
+    """All rows padded to the split's own longest text, in fixed batches: the batches Keras
+    makes of the arrays, without its autotuned pipeline (for validation and prediction)."""
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((padded(enc), enc.labels.astype(np.int32)))
+    return without_autotune(data.batch(batch_size))
+
+
+def predict_probs(model: Any, enc: Encoded) -> np.ndarray:
+    """Class probabilities for every row of ``enc``, in row order."""
+    return model.predict(eval_stream(enc), verbose=0)
+
+
+def without_autotune(dataset: Any) -> Any:
+    """``dataset`` with tf.data's autotuning off.
+
+    Autotuning runs a background thread per iterator, and deleting the iterator waits for that
+    thread: when ``fit`` returned, and for the validation iterator Keras makes every epoch, it
+    blocked for up to ~30 s (benchmarks/RESULTS.md, "The 30 s stall"). Our pipelines are fixed
+    (pre-batched tensors, a prefetch of 2), so there is nothing to tune.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def padded(enc: Encoded) -> np.ndarray:
@@ -236,12 +264,12 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
     progress = _progress_callback(tc.epochs, steps, prefix, on_epoch)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=tc.patience,
                                          restore_best_weights=True)
-    x_val, y_val = padded(prepared.val), prepared.val.labels
+    y_val = prepared.val.labels
     start = time.perf_counter()
     with released_custom_gradients():
         hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed, tc.epochs),
                          steps_per_epoch=steps, epochs=tc.epochs,
-                         validation_data=(x_val, y_val), validation_batch_size=256,
+                         validation_data=eval_stream(prepared.val),
                          callbacks=[progress, stop, *callbacks], verbose=0,
                          class_weight=class_weights(tc, prepared))
     seconds = time.perf_counter() - start
@@ -255,7 +283,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     history["seconds"] = progress.seconds[: len(history)]
     best = int(history["val_loss"].idxmin())
-    probs = model.predict(x_val, batch_size=256, verbose=0)
+    probs = predict_probs(model, prepared.val)
     pred = probs.argmax(axis=1)
     metrics = {
         "val_accuracy": float((pred == y_val).mean()),

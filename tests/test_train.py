@@ -10,6 +10,7 @@ from emotune.data import Encoded
 from emotune.errors import TrainingError
 from emotune.train import (
     epoch_batches,
+    eval_stream,
     fit,
     load_inputs,
     steps_per_epoch,
@@ -59,6 +60,17 @@ def test_train_stream_is_the_epoch_batches_of_every_epoch_in_order():
     for (x, y), (ex, ey) in zip(got, expected):
         np.testing.assert_array_equal(x, ex)  # same rows, same per-batch padding
         np.testing.assert_array_equal(y, ey)
+
+
+def test_streams_are_fixed_batches_without_autotuning():
+    enc = _encoded(n=600, max_len=30)
+    batches = list(eval_stream(enc, batch_size=256))
+    assert [len(y) for _, y in batches] == [256, 256, 88]
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in batches]),
+                                  enc.ids[:, : enc.lengths.max()])
+    # tf.data's autotuning thread made deleting an iterator block for up to ~30 s
+    for stream in (eval_stream(enc), train_stream(enc, 16, seed=0, epochs=1)):
+        assert stream.options().autotune.enabled is False
 
 
 def test_fit_learns_is_deterministic_and_restores_the_best_epoch(tiny_sets):
