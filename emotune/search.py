@@ -290,9 +290,8 @@ class _TunerMixin:
         like = hp_values(self.space.base) if self.study.sweep else None
         if self._finished_curves is None:
             self._finished_curves = _finished_curves(self.project, like)
-        if self.study.sweep:
-            return median_stopping(self._finished_curves, cfg.prune_warmup, 1)
-        return median_stopping(self._finished_curves, cfg.prune_warmup, cfg.prune_min_trials)
+        min_trials = 1 if self.study.sweep else cfg.prune_min_trials  # the default's curve
+        return median_stopping(self._finished_curves, cfg.prune_warmup, min_trials)
 
 
 def median_stopping(finished: list[list[float]], warmup: int,

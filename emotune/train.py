@@ -76,10 +76,11 @@ def epoch_rows(enc: Encoded, batch_size: int, rng: np.random.Generator,
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def epoch_batches(enc: Encoded, batch_size: int, rng: np.random.Generator, min_len: int = 1,
+def epoch_batches(enc: Encoded, batch_size: int, rng: np.random.Generator,
                   chunk_batches: int = CHUNK_BATCHES) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``epoch_rows`` as (ids, labels) arrays, each batch padded to its own longest text."""
-    return [(enc.ids[rows, : max(int(enc.lengths[rows].max()), min_len)], enc.labels[rows])
+    """``epoch_rows`` as (ids, labels) arrays, each batch padded to its own longest text: what
+    ``train_stream`` yields, in numpy."""
+    return [(enc.ids[rows, : int(enc.lengths[rows].max())], enc.labels[rows])
             for rows in epoch_rows(enc, batch_size, rng, chunk_batches)]
 
 
