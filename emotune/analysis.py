@@ -50,7 +50,7 @@ class Sweep:
 
 
 @dataclass(frozen=True)
-class Study:
+class LoadedStudy:
     """A study folder read back: what it searched, and its trials."""
 
     path: Path
@@ -74,7 +74,7 @@ class Study:
             else self.trials
 
 
-def load_study(path: str | Path) -> Study:
+def load_study(path: str | Path) -> LoadedStudy:
     path = Path(path)
     if not (path / "study.json").is_file():
         raise EmotuneError(f"{path} is not an emotune study (no study.json); give the --project "
@@ -87,7 +87,7 @@ def load_study(path: str | Path) -> Study:
     for name, value in defaults.items():  # studies from before a parameter existed
         if name not in trials.columns:
             trials[name] = [value] * len(trials)
-    return Study(path, path.name, st["model"], st["strategy"], tuple(st["params"]),
+    return LoadedStudy(path, path.name, st["model"], st["strategy"], tuple(st["params"]),
                  st["repeats"], defaults, record.get("sweeps", {}), trials, record)
 
 
@@ -133,7 +133,7 @@ def _sweep(param: str, default: Any, points: list[Point]) -> Sweep:
                  _within_spread(ranked[0], runner))
 
 
-def sweeps(study: Study) -> list[Sweep]:
+def sweeps(study: LoadedStudy) -> list[Sweep]:
     """One Sweep per searched parameter (completed trials only)."""
     done = study.done
     out = []
@@ -190,7 +190,7 @@ def _matching_trial(done: Any, values: dict[str, Any]) -> Any:
     return hit.iloc[0] if len(hit) else None
 
 
-def recommend(study: Study) -> Recommendation:
+def recommend(study: LoadedStudy) -> Recommendation:
     done = study.done
     if done.empty:
         raise EmotuneError(f"{study.path} has no completed trials yet; run or resume its "
@@ -237,7 +237,7 @@ def _plain(v: Any) -> Any:
 # ---------------------------------------------------------------- joint-search views
 
 
-def history(study: Study) -> Any:
+def history(study: LoadedStudy) -> Any:
     """Trial order, val accuracy and best so far (completed trials)."""
     done = study.done.sort_values("trial_id").reset_index(drop=True)
     out = done[["trial_id", "val_accuracy"]].copy()
@@ -245,7 +245,7 @@ def history(study: Study) -> Any:
     return out
 
 
-def importance(study: Study, seed: int = 0) -> dict[str, float]:
+def importance(study: LoadedStudy, seed: int = 0) -> dict[str, float]:
     """Share of val-accuracy variance each parameter explains (random-forest importance).
 
     Needs at least 4 completed trials; parameters that never varied get 0.
@@ -274,7 +274,7 @@ def importance(study: Study, seed: int = 0) -> dict[str, float]:
     return {p: v / total for p, v in sorted(imp.items(), key=lambda kv: -kv[1])}
 
 
-def parallel_coordinates(study: Study) -> Any:
+def parallel_coordinates(study: LoadedStudy) -> Any:
     """Each completed trial's parameters mapped to [0, 1] (categories by their order)."""
     done = study.done
     out = done[["trial_id", "val_accuracy"]].copy()
@@ -286,7 +286,7 @@ def parallel_coordinates(study: Study) -> Any:
     return out
 
 
-def compare(studies: list[Study]) -> Any:
+def compare(studies: list[LoadedStudy]) -> Any:
     """One row per study: its best completed trial."""
     import pandas as pd
 
@@ -304,7 +304,7 @@ def compare(studies: list[Study]) -> Any:
     return pd.DataFrame(rows)
 
 
-def recommended_config(study: Study, rec: Recommendation) -> Any:
+def recommended_config(study: LoadedStudy, rec: Recommendation) -> Any:
     """The study's base settings with the recommended values: what final-train trains."""
     from emotune.config import build_config
     from emotune.space import apply

@@ -99,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _study_from_args(args: argparse.Namespace, config: Any) -> Any:
-    from emotune.search import Study
+    from emotune.search import StudySpec
     from emotune.space import CORE, SearchSpace, resolve_param
 
     if not args.param and not args.strategy:
@@ -114,7 +114,7 @@ def _study_from_args(args: argparse.Namespace, config: Any) -> Any:
     sweep = strategy == "sweep"
     SearchSpace(config, params, sweep)  # checks every value before any data is read
     trials = None if sweep or strategy == "hyperband" else config.search.trials
-    return Study(config.model.type, tuple(params), strategy, trials, config.search.repeats,
+    return StudySpec(config.model.type, tuple(params), strategy, trials, config.search.repeats,
                  args.sample, config.search.prune)
 
 

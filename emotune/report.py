@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from emotune.analysis import (
+    LoadedStudy,
     Recommendation,
-    Study,
     Sweep,
     compare,
     history,
@@ -178,7 +178,7 @@ def sweep_figures(rows: list[Sweep], out: Path) -> list[Path]:
     return paths
 
 
-def joint_figures(study: Study, out: Path) -> list[Path]:
+def joint_figures(study: LoadedStudy, out: Path) -> list[Path]:
     plt = _plt()
     paths = []
     h = history(study)
@@ -214,7 +214,7 @@ def joint_figures(study: Study, out: Path) -> list[Path]:
     return paths
 
 
-def curves_figure(study: Study, out: Path, limit: int = 30) -> list[Path]:
+def curves_figure(study: LoadedStudy, out: Path, limit: int = 30) -> list[Path]:
     """Per-trial training curves (first seed), small multiples."""
     plt = _plt()
     done = study.done.sort_values("trial_id").head(limit)
@@ -244,7 +244,7 @@ def curves_figure(study: Study, out: Path, limit: int = 30) -> list[Path]:
     return [_save(fig, out / "curves.png")]
 
 
-def comparison(studies: list[Study], out: Path) -> list[Path]:
+def comparison(studies: list[LoadedStudy], out: Path) -> list[Path]:
     plt = _plt()
     table = compare(studies)
     if table.empty:
@@ -270,7 +270,7 @@ def comparison(studies: list[Study], out: Path) -> list[Path]:
 # ---------------------------------------------------------------- the whole report
 
 
-def write_report(studies: list[Study], recs: list[Recommendation], out: Path) -> list[Path]:
+def write_report(studies: list[LoadedStudy], recs: list[Recommendation], out: Path) -> list[Path]:
     """reports/<study>/: figures, summary.md, trials.csv, index.html (and a comparison)."""
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []

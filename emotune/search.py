@@ -48,7 +48,7 @@ class BudgetSpent(Exception):
 
 
 @dataclass(frozen=True)
-class Study:
+class StudySpec:
     """What a study searches. Saved as study.json; a resumed study must match it."""
 
     model: str
@@ -144,11 +144,11 @@ def _tuner_base() -> type:
 class _TunerMixin:
     """emotune's trial loop on top of KerasTuner's ``BaseTuner`` (see make_tuner)."""
 
-    study: Study
+    study: StudySpec
     space: SearchSpace
     project: Path
 
-    def _setup(self, study: Study, space: SearchSpace, project: Path, keep_models: bool,
+    def _setup(self, study: StudySpec, space: SearchSpace, project: Path, keep_models: bool,
                budget_s: float | None) -> None:
         self.study, self.space, self.project = study, space, project
         self.keep_models = keep_models
@@ -354,7 +354,7 @@ def _resource_reason(e: Exception, config: Config) -> str | None:
     return None
 
 
-def make_tuner(oracle: Any, hypermodel: Any, *, study: Study, space: SearchSpace,
+def make_tuner(oracle: Any, hypermodel: Any, *, study: StudySpec, space: SearchSpace,
                project: Path, overwrite: bool, keep_models: bool = False,
                budget_s: float | None = None) -> Any:
     """An ``EmotuneTuner`` over KerasTuner's project ``project/kt``."""
@@ -415,7 +415,7 @@ def _grid_oracle(**kwargs: Any) -> Any:
     return ResumableGridOracle(**kwargs)
 
 
-def make_oracle(study: Study, config: Config) -> Any:
+def make_oracle(study: StudySpec, config: Config) -> Any:
     import keras_tuner as kt
 
     objective = kt.Objective(OBJECTIVE, direction="max")
@@ -444,7 +444,7 @@ class SearchOutcome:
     seconds: float
 
 
-def _study_record(study: Study, config: Config, checksum: str) -> dict[str, Any]:
+def _study_record(study: StudySpec, config: Config, checksum: str) -> dict[str, Any]:
     """What a resumed study must match: the study, its base settings, its data."""
     base = config.to_dict()
     sweeps = base.pop("search")["sweeps"]
@@ -491,7 +491,7 @@ def real_trainer_and_builder(prepared: Any, embedding: Any) -> tuple[Trainer, Bu
     return trainer, builder
 
 
-def run_search(study: Study, config: Config, prepared: Any, embedding: Any = None, *,
+def run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any = None, *,
                project: Path, overwrite: bool = False, keep_models: bool = False,
                budget_s: float | None = None, trainer: Trainer | None = None,
                builder: Builder | None = None, lock: bool = True) -> SearchOutcome:
@@ -507,7 +507,7 @@ def run_search(study: Study, config: Config, prepared: Any, embedding: Any = Non
                            trainer=trainer, builder=builder)
 
 
-def _run_search(study: Study, config: Config, prepared: Any, embedding: Any, *,
+def _run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any, *,
                 project: Path, overwrite: bool, keep_models: bool, budget_s: float | None,
                 trainer: Trainer | None, builder: Builder | None) -> SearchOutcome:
     space = SearchSpace(config, list(study.params), study.sweep)

@@ -23,7 +23,7 @@ from emotune.cli import main
 from emotune.config import build_config, parse_sets
 from emotune.progress import set_quiet
 from emotune.results import study_lock
-from emotune.search import Study, run_search
+from emotune.search import StudySpec, run_search
 
 
 @dataclass
@@ -72,7 +72,7 @@ def workspace(tmp_path_factory) -> Workspace:
     sets = [x for s in tiny_settings(data, glove, root / "emb") for x in ("--set", s)]
     set_quiet(True)
     study = root / "runs" / "gru-lr"
-    run_search(Study("gru", ("lr",), "sweep", None, 1, None, False),
+    run_search(StudySpec("gru", ("lr",), "sweep", None, 1, None, False),
                build_config(overrides=parse_sets(["epochs=3"])), FakePrepared(),
                project=study, trainer=FakeTrainer(), builder=lambda c: None)
     bundle = root / "models" / "tiny"

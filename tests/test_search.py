@@ -13,7 +13,7 @@ from emotune import search as search_mod
 from emotune.config import build_config, parse_sets
 from emotune.errors import EmotuneError, TrainingError
 from emotune.results import load_trials
-from emotune.search import Study, parse_budget, run_search, should_prune
+from emotune.search import StudySpec, parse_budget, run_search, should_prune
 from emotune.space import CORE, hp_values
 from emotune.train import TrainResult
 
@@ -68,10 +68,10 @@ class FakeTrainer:
 
 
 def study(params=("lr",), strategy="sweep", trials=None, repeats=1, prune=False):
-    return Study("gru", tuple(params), strategy, trials, repeats, None, prune)
+    return StudySpec("gru", tuple(params), strategy, trials, repeats, None, prune)
 
 
-def run(tmp_path: Path, st: Study, trainer: FakeTrainer, sets=(), **kw):
+def run(tmp_path: Path, st: StudySpec, trainer: FakeTrainer, sets=(), **kw):
     config = build_config(overrides=parse_sets(["epochs=4", *sets]))
     return run_search(st, config, FakePrepared(), project=tmp_path / "study", trainer=trainer,
                       builder=lambda c: None, **kw)
