@@ -20,31 +20,12 @@ from emotune.results import atomic_write_json, atomic_write_text
 
 
 def gradient_probe(prepared: Prepared, rows: int = 512) -> Any:
-    """A callback recording, per epoch, the global gradient norm on a fixed batch and the LR."""
-    import keras
-    import tensorflow as tf
+    """A ``GradientProbe`` on the first ``rows`` training rows (padded to their longest)."""
+    from emotune.callbacks import GradientProbe
 
     n = min(rows, len(prepared.train.labels))
     enc = prepared.train
-    x = tf.constant(enc.ids[:n, : max(int(enc.lengths[:n].max()), 1)])
-    y = tf.constant(enc.labels[:n])
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
-
-    class GradientProbe(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rows: list[dict[str, float]] = []
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, self.model(x, training=False))
-            grads = tape.gradient(loss, self.model.trainable_variables)
-            norm = tf.linalg.global_norm([g for g in grads if g is not None])
-            lr = self.model.optimizer.learning_rate
-            self.rows.append({"grad_norm": float(norm), "learning_rate": float(
-                lr(self.model.optimizer.iterations) if callable(lr) else lr)})
-
-    return GradientProbe()
+    return GradientProbe(enc.ids[:n, : max(int(enc.lengths[:n].max()), 1)], enc.labels[:n])
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from emotune.config import Config, save_config
 from emotune.data import Dataset, Encoded, Prepared
 from emotune.embeddings import Embedding
 from emotune.errors import EmotuneError, TrainingError
-from emotune.progress import bar, log
 from emotune.results import atomic_dir
 
 CHUNK_BATCHES = 50
@@ -151,49 +150,6 @@ def padded(enc: Encoded) -> np.ndarray:
 # ---------------------------------------------------------------- fit
 
 
-EpochHook = Callable[[int, dict], bool]  # (epoch from 1, logs) -> True to stop the trial
-
-
-def _progress_callback(epochs: int, steps: int, prefix: str, on_epoch: EpochHook | None
-                       ) -> Any:
-    import keras
-
-    class EpochLog(keras.callbacks.Callback):
-        """Per-epoch lines (a batch bar on a terminal); seconds per epoch; NaN and hook stops."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.seconds: list[float] = []
-            self.nan_epoch: int | None = None
-            self.stopped_by_hook = False
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self._t = time.perf_counter()
-            self._bar = bar(steps, f"{prefix}epoch {epoch + 1}/{epochs}")
-
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            self._bar.update(1)
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                self.nan_epoch = self.nan_epoch or len(self.seconds) + 1
-                self.model.stop_training = True
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self._bar.close()
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            self.seconds.append(time.perf_counter() - self._t)
-            log(f"{prefix}epoch {epoch + 1:>2}/{epochs}  loss {logs.get('loss', math.nan):.4f}  "
-                f"acc {logs.get('accuracy', math.nan):.4f}  "
-                f"val_loss {logs.get('val_loss', math.nan):.4f}  "
-                f"val_acc {logs.get('val_accuracy', math.nan):.4f}  "
-                f"{self.seconds[-1]:.1f}s")
-            if on_epoch is not None and on_epoch(epoch + 1, logs):
-                self.stopped_by_hook = True
-                self.model.stop_training = True
-
-    return EpochLog()
-
-
 @contextmanager
 def released_custom_gradients() -> Iterator[None]:
     """Forget the gradient functions that TensorFlow registers while tracing inside the block.
@@ -244,7 +200,7 @@ class TrainResult:
 
 
 def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
-        on_epoch: EpochHook | None = None, prefix: str = "",
+        on_epoch: Callable[[int, dict], bool] | None = None, prefix: str = "",
         callbacks: tuple[Any, ...] = ()) -> TrainResult:
     """Train ``config`` on ``prepared`` (nothing is read from disk here); evaluate on val.
 
@@ -255,6 +211,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
     import pandas as pd
     from sklearn.metrics import f1_score
 
+    from emotune.callbacks import EpochLog
     from emotune.models import build_model
 
     tc = config.train
@@ -262,7 +219,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
     seed_everything(tc.seed)
     steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)
     model = build_model(config.model, tc, embedding.matrix, prepared.num_classes, steps)
-    progress = _progress_callback(tc.epochs, steps, prefix, on_epoch)
+    progress = EpochLog(tc.epochs, steps, prefix, on_epoch)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=tc.patience,
                                          restore_best_weights=True)
     y_val = prepared.val.labels

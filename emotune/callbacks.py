@@ -1,0 +1,88 @@
+"""emotune's Keras callbacks: the per-epoch progress lines and the gradient-norm probe.
+
+Importing this module imports Keras and TensorFlow, so train.py and final.py import it only when
+they train.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from emotune.progress import bar, log
+
+EpochHook = Callable[[int, dict], bool]  # (epoch from 1, logs) -> True to stop the trial
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Per-epoch lines (a batch bar on a terminal); seconds per epoch; NaN and hook stops.
+
+    Args:
+        epochs: the most epochs the run may take (for "epoch 3/20").
+        steps: training steps per epoch (for the batch bar).
+        prefix: put before every line (trials indent theirs).
+        on_epoch: ``(epoch from 1, logs) -> bool`` after each epoch; True stops training
+            (a pruned trial: ``stopped_by_hook`` is then True).
+    """
+
+    def __init__(self, epochs: int, steps: int, prefix: str = "",
+                 on_epoch: EpochHook | None = None) -> None:
+        super().__init__()
+        self.epochs, self.steps, self.prefix, self.on_epoch = epochs, steps, prefix, on_epoch
+        self.seconds: list[float] = []
+        self.nan_epoch: int | None = None
+        self.stopped_by_hook = False
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._t = time.perf_counter()
+        self._bar = bar(self.steps, f"{self.prefix}epoch {epoch + 1}/{self.epochs}")
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self._bar.update(1)
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_epoch = self.nan_epoch or len(self.seconds) + 1
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self._bar.close()
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.seconds.append(time.perf_counter() - self._t)
+        log(f"{self.prefix}epoch {epoch + 1:>2}/{self.epochs}  "
+            f"loss {logs.get('loss', math.nan):.4f}  acc {logs.get('accuracy', math.nan):.4f}  "
+            f"val_loss {logs.get('val_loss', math.nan):.4f}  "
+            f"val_acc {logs.get('val_accuracy', math.nan):.4f}  {self.seconds[-1]:.1f}s")
+        if self.on_epoch is not None and self.on_epoch(epoch + 1, logs):
+            self.stopped_by_hook = True
+            self.model.stop_training = True
+
+
+class GradientProbe(keras.callbacks.Callback):
+    """Records, per epoch, the global gradient norm on a fixed batch and the learning rate.
+
+    Args:
+        x: token ids of the fixed batch (rows x tokens).
+        y: their integer labels.
+
+    After training, ``rows`` holds one ``{"grad_norm", "learning_rate"}`` dict per epoch.
+    """
+
+    def __init__(self, x: Any, y: Any) -> None:
+        super().__init__()
+        self.x, self.y = tf.constant(x), tf.constant(y)
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
+        self.rows: list[dict[str, float]] = []
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        with tf.GradientTape() as tape:
+            loss = self.loss_fn(self.y, self.model(self.x, training=False))
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        norm = tf.linalg.global_norm([g for g in grads if g is not None])
+        lr = self.model.optimizer.learning_rate
+        self.rows.append({"grad_norm": float(norm), "learning_rate": float(
+            lr(self.model.optimizer.iterations) if callable(lr) else lr)})
