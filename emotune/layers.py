@@ -1,4 +1,4 @@
-"""emotune's own Keras objects: the pooling layer and the loss.
+"""emotune's own Keras objects: the pooling layer, the loss and the warm-up schedule.
 
 Importing this module registers them with Keras (package ``emotune``), which loading a saved
 model needs; it imports Keras, so the rest of emotune imports it only where a model is built or
@@ -71,3 +71,26 @@ class SmoothedLoss(keras.losses.Loss):
     def get_config(self) -> dict[str, Any]:
         return {"smoothing": self.smoothing, "num_classes": self.num_classes,
                 "focal_gamma": self.focal_gamma, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="emotune")
+class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to ``lr`` over ``warmup`` steps, then ``decay`` (a schedule that
+    starts at step 0 where the warm-up ends)."""
+
+    def __init__(self, decay: Any, lr: float, warmup: int) -> None:
+        self.decay, self.lr, self.warmup = decay, lr, warmup
+
+    def __call__(self, step: Any) -> Any:
+        step = ops.cast(step, "float32")
+        ramp = self.lr * step / float(self.warmup)
+        return ops.where(step < self.warmup, ramp, self.decay(step - self.warmup))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"decay": keras.saving.serialize_keras_object(self.decay), "lr": self.lr,
+                "warmup": self.warmup}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> WarmupThen:
+        return cls(keras.saving.deserialize_keras_object(config["decay"]), config["lr"],
+                   config["warmup"])

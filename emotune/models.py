@@ -42,7 +42,6 @@ def _rnn(layer_cls: Any, x: Any, cfg: ModelConfig) -> Any:
 
 
 
-
 @encoder("gru")
 def gru(x: Any, cfg: ModelConfig) -> Any:
     from keras import layers
@@ -84,34 +83,11 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int | None) -> Any:
     else:  # linear to 0, or constant: a "decay" from lr to lr
         end = cfg.lr if cfg.schedule == "constant" else 0.0
         decay = schedules.PolynomialDecay(cfg.lr, total - warmup, end, power=1.0)
-    return _warmup_then(decay, cfg.lr, warmup) if warmup else decay
+    if not warmup:
+        return decay
+    from emotune.layers import WarmupThen
 
-
-def _warmup_then(decay: Any, lr: float, warmup: int) -> Any:
-    import keras
-
-    @keras.saving.register_keras_serializable(package="emotune")
-    class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
-        def __init__(self, decay: Any, lr: float, warmup: int) -> None:
-            self.decay, self.lr, self.warmup = decay, lr, warmup
-
-        def __call__(self, step: Any) -> Any:
-            from keras import ops
-
-            step = ops.cast(step, "float32")
-            ramp = self.lr * step / float(self.warmup)
-            return ops.where(step < self.warmup, ramp, self.decay(step - self.warmup))
-
-        def get_config(self) -> dict[str, Any]:
-            return {"decay": keras.saving.serialize_keras_object(self.decay), "lr": self.lr,
-                    "warmup": self.warmup}
-
-        @classmethod
-        def from_config(cls, config: dict[str, Any]) -> Any:
-            return cls(keras.saving.deserialize_keras_object(config["decay"]), config["lr"],
-                       config["warmup"])
-
-    return WarmupThen(decay, lr, warmup)
+    return WarmupThen(decay, cfg.lr, warmup)
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int | None = None) -> Any:
@@ -142,7 +118,6 @@ def make_loss(cfg: TrainConfig, num_classes: int) -> Any:
     from emotune.layers import SmoothedLoss
 
     return SmoothedLoss(cfg.label_smoothing, num_classes, cfg.focal_gamma)
-
 
 
 

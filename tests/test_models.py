@@ -133,3 +133,22 @@ def test_label_smoothing_loss_and_adamw():
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
     assert model.optimizer.weight_decay == pytest.approx(0.01)
     model.fit(X, np.array([0, 1]), epochs=1, verbose=0)
+
+
+def test_a_model_with_a_warmup_schedule_loads_in_a_new_process(tmp_path):
+    """WarmupThen must be registered at import, as load_bundle does it: a new process that has
+    built no model must load a model saved with ``warmup_epochs > 0``."""
+    import subprocess
+    import sys
+
+    tc = TrainConfig(warmup_epochs=1, schedule="cosine", epochs=3)
+    model = build_model(ModelConfig(units=4), tc, EMB, num_classes=3, steps_per_epoch=5)
+    model.fit(X, np.array([0, 1]), epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    code = ("import keras, emotune.layers, sys; m = keras.models.load_model(sys.argv[1]); "
+            "print(m.optimizer.get_config()['learning_rate']['class_name'])")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "WarmupThen"
