@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emotune.config import plain
 from emotune.errors import EmotuneError
 from emotune.results import load_trials, read_json
-from emotune.space import PARAMS
+from emotune.space import PARAMS, same_setting
 
 # Trials whose numbers count. A pruned trial's val accuracy is its best before it was stopped,
 # a lower bound of what it would have reached; leaving it out would drop its value from the
@@ -94,12 +95,11 @@ def load_study(path: str | Path) -> LoadedStudy:
 def _setting(base: dict[str, Any], key: str) -> Any:
     """A setting of a study's recorded config; the current default if it predates it."""
     from emotune.config import Config
-    from emotune.space import as_plain
 
     section, name = key.split(".")
     if name in base.get(section, {}):
         return base[section][name]
-    return as_plain(getattr(getattr(Config(), section), name))
+    return plain(getattr(getattr(Config(), section), name))
 
 
 def _point(rows: Any, value: Any, per_seed: bool) -> Point:
@@ -169,18 +169,6 @@ class Recommendation:
     notes: tuple[str, ...]
 
 
-def same_setting(a: Any, b: Any) -> bool:
-    """Equal setting values: lists and tuples alike, None and NaN alike (pandas' nulls)."""
-    from emotune.space import as_plain
-
-    def null(x: Any) -> bool:
-        return x is None or (isinstance(x, float) and math.isnan(x))
-
-    if null(a) or null(b):
-        return null(a) and null(b)
-    return bool(as_plain(a) == as_plain(b))
-
-
 def _matching_trial(done: Any, values: dict[str, Any]) -> Any:
     mask = None
     for k, v in values.items():
@@ -200,11 +188,11 @@ def recommend(study: LoadedStudy) -> Recommendation:
     best_trial = {"trial_id": str(best_row["trial_id"]),
                   "val_accuracy": float(best_row["val_accuracy"]),
                   "val_loss": float(best_row["val_loss"]),
-                  "values": {p: _plain(best_row[p]) for p in PARAMS}}
+                  "values": {p: plain(best_row[p]) for p in PARAMS}}
     notes = []
     if study.sweep:
         values = dict(study.defaults)
-        values.update({s.param: _plain(s.best.value) for s in rows})
+        values.update({s.param: plain(s.best.value) for s in rows})
     else:
         values = dict(best_trial["values"])
     hit = _matching_trial(done, values)
@@ -228,10 +216,6 @@ def recommend(study: LoadedStudy) -> Recommendation:
                      "rerun with --repeats 3 to measure the spread.")
     return Recommendation(study.name, study.model, values, tuple(rows), exp_acc, exp_loss,
                           basis, best_trial, tuple(notes))
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
 
 
 # ---------------------------------------------------------------- joint-search views
@@ -275,15 +259,28 @@ def importance(study: LoadedStudy, seed: int = 0) -> dict[str, float]:
 
 
 def parallel_coordinates(study: LoadedStudy) -> Any:
-    """Each completed trial's parameters mapped to [0, 1] (categories by their order)."""
+    """Each completed trial's parameters mapped to [0, 1] (values by their order in the
+    search space; values may be lists, as kernel_sizes' are)."""
     done = study.done
     out = done[["trial_id", "val_accuracy"]].copy()
     for p in study.params:
-        order = list(study.sweep_values.get(p, [])) or sorted(done[p].unique().tolist())
-        pos = {v: i for i, v in enumerate(order)}
+        order = list(study.sweep_values.get(p, [])) or _distinct(done[p])
         span = max(len(order) - 1, 1)
-        out[p] = [pos.get(v, 0) / span for v in done[p]]
+        out[p] = [next((i for i, o in enumerate(order) if same_setting(o, v)), 0) / span
+                  for v in done[p]]
     return out
+
+
+def _distinct(values: Any) -> list[Any]:
+    """The distinct values of a column, sorted where they can be."""
+    seen: list[Any] = []
+    for v in values:
+        if not any(same_setting(v, u) for u in seen):
+            seen.append(plain(v))
+    try:
+        return sorted(seen)
+    except TypeError:
+        return seen
 
 
 def compare(studies: list[LoadedStudy]) -> Any:
@@ -300,7 +297,7 @@ def compare(studies: list[LoadedStudy]) -> Any:
                      "val_accuracy": best["val_accuracy"],
                      "val_accuracy_std": best["val_accuracy_std"],
                      "val_loss": best["val_loss"], "val_macro_f1": best["val_macro_f1"],
-                     **{p: _plain(best[p]) for p in PARAMS}})
+                     **{p: plain(best[p]) for p in PARAMS}})
     return pd.DataFrame(rows)
 
 

@@ -177,16 +177,38 @@ class Config:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         out = dataclasses.asdict(self)
-        return _plain(out)
+        return plain(out)
 
 
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, recursively, so YAML and JSON stay plain."""
+def plain(value: Any) -> Any:
+    """A setting value as plain Python, so YAML, JSON and comparisons agree: tuples -> lists
+    (recursively, dicts too), numpy and pandas scalars -> Python numbers.
+
+    Example: ``plain({"kernel_sizes": (3, 4), "lr": np.float64(0.01)})`` ->
+    ``{"kernel_sizes": [3, 4], "lr": 0.01}``.
+    """
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy scalars
+        return value.item()
     return value
+
+
+def flatten(tree: dict[str, Any], prefix: str = "", depth: int | None = None) -> dict[str, Any]:
+    """Nested mappings -> one mapping with dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``.
+
+    ``depth`` levels of nesting at most (None: all); deeper mappings stay values.
+    """
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and (depth is None or depth > 0):
+            out.update(flatten(v, key, None if depth is None else depth - 1))
+        else:
+            out[key] = v
+    return out
 
 
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)
@@ -297,14 +319,10 @@ def _flatten(tree: dict[str, Any], origin: str) -> dict[str, Any]:
     """``{"train": {"lr": 1}}`` or ``{"lr": 1}`` -> ``{"train.lr": 1}``."""
     flat: dict[str, Any] = {}
     for k, v in tree.items():
-        if k in SECTIONS:
-            if not isinstance(v, dict):
-                raise ConfigError(f"{origin}: section `{k}` must be a mapping of settings")
-            for name, value in v.items():
-                flat[".".join(resolve_key(f"{k}.{name}"))] = value
-        else:
-            flat[".".join(resolve_key(str(k)))] = v
-    return flat
+        if k in SECTIONS and not isinstance(v, dict):
+            raise ConfigError(f"{origin}: section `{k}` must be a mapping of settings")
+        flat.update(flatten({k: v}, depth=1) if k in SECTIONS else {str(k): v})
+    return {".".join(resolve_key(k)): v for k, v in flat.items()}
 
 
 def parse_sets(pairs: list[str] | None) -> dict[str, Any]:

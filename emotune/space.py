@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from emotune.config import Config, override
+from emotune.config import Config, override, plain
 from emotune.errors import ConfigError
 
 POINT = "point"  # the hyperparameter of one-at-a-time studies
@@ -71,12 +72,17 @@ def resolve_param(name: str) -> str:
 
 def default_value(config: Config, name: str) -> Any:
     section, field = PARAMS[name].key.split(".")
-    return as_plain(getattr(getattr(config, section), field))
+    return plain(getattr(getattr(config, section), field))
 
 
-def as_plain(value: Any) -> Any:
-    """Tuples (kernel_sizes) as lists, so values from YAML and from a Config compare equal."""
-    return list(value) if isinstance(value, tuple) else value
+def same_setting(a: Any, b: Any) -> bool:
+    """Equal setting values: lists and tuples alike, None and NaN alike (pandas' nulls)."""
+    def null(x: Any) -> bool:
+        return x is None or (isinstance(x, float) and math.isnan(x))
+
+    if null(a) or null(b):
+        return null(a) and null(b)
+    return bool(plain(a) == plain(b))
 
 
 def values_of(config: Config, name: str) -> tuple:
@@ -84,7 +90,7 @@ def values_of(config: Config, name: str) -> tuple:
     if name not in config.search.sweeps:
         raise ConfigError(f"no sweep values for {name!r}: add search.sweeps.{name} to your "
                           f"config, e.g. --set sweeps.{name}=[...]")
-    values = tuple(as_plain(v) for v in config.search.sweeps[name])
+    values = tuple(plain(v) for v in config.search.sweeps[name])
     for v in values:
         override(config, {PARAMS[name].key: v})  # raises a ConfigError for a bad value
     return values

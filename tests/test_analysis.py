@@ -89,6 +89,18 @@ def test_sweeps_of_list_and_null_values(tmp_path):
     assert recommended_config(st, rec).model.kernel_sizes
 
 
+def test_joint_search_over_list_values_maps_to_parallel_coordinates(tmp_path):
+    # kernel_sizes' choices are lists: parallel coordinates must place them by their order,
+    # not crash on an unhashable value (and `report` with it).
+    run(tmp_path, study(["kernel_sizes", "lr"], "grid", trials=6), FakeTrainer())
+    st = load_study(tmp_path / "study")
+    pc = parallel_coordinates(st)
+    order = [[3, 4, 5], [2, 3, 4], [1, 2, 3, 5]]
+    expected = [order.index(list(v)) / 2 for v in st.done["kernel_sizes"]]
+    assert pc["kernel_sizes"].tolist() == pytest.approx(expected)
+    assert len(set(pc["kernel_sizes"])) > 1
+
+
 def test_recommend_command_writes_tables_and_a_config_train_accepts(sweep_study, tmp_path,
                                                                     capsys):
     reports, exps = tmp_path / "reports", tmp_path / "exps"
