@@ -1,8 +1,12 @@
-"""Studies on disk -> pandas DataFrames. Pure reading; nothing here trains or draws.
+"""Studies on disk: the trial files, trials.csv and the best model written, and read back as
+pandas DataFrames. Every write is atomic; nothing here trains or draws. The study's lock lives
+here too.
 
 A study folder holds ``study.json`` (what was searched), ``trials.csv`` and KerasTuner's own
 project in ``kt/``: one ``trial_<id>/`` per trial with KerasTuner's ``trial.json`` and emotune's
-``emotune.json`` (full hyperparameters, status, reason, per-seed metrics) and ``history.csv``.
+``emotune.json`` (full hyperparameters, status, reason, per-seed metrics) and ``history.csv``
+(and ``model.keras`` with ``--keep-models``); ``best_model.keras`` and ``best_trial.json`` are the
+best trial's so far.
 """
 
 from __future__ import annotations
@@ -186,6 +190,67 @@ def trial_history(project: str | Path, trial_id: str) -> Any:
 
     path = Path(project) / KT_DIR / f"trial_{trial_id}" / "history.csv"
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+# ---------------------------------------------------------------- what a trial leaves
+
+
+def write_trial_record(trial_dir: Path, record: dict[str, Any]) -> None:
+    """A trial's ``emotune.json``: status, reason, hyperparameters and per-seed metrics."""
+    atomic_write_json(trial_dir / "emotune.json", record)
+
+
+def write_trial_history(trial_dir: Path, histories: list[Any]) -> None:
+    """A trial's per-epoch history, every seed's (each frame with its ``seed`` column)."""
+    import pandas as pd
+
+    atomic_write_text(trial_dir / "history.csv", pd.concat(histories).to_csv(index=False))
+
+
+def save_keras_model(model: Any, path: Path) -> None:
+    """``model.save`` into a temporary file renamed into place."""
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def save_best_model(project: Path, model: Any, trial_id: str, summary: dict[str, Any]) -> None:
+    """The best trial so far: its model as ``best_model.keras``, and ``best_trial.json``."""
+    save_keras_model(model, project / "best_model.keras")
+    atomic_write_json(project / "best_trial.json", {"trial_id": trial_id, **summary})
+
+
+def trial_model_path(project: Path, trial_id: str) -> Path:
+    """Where a trial's model was kept: its own (``--keep-models``), or the best one's."""
+    path = project / KT_DIR / f"trial_{trial_id}" / "model.keras"
+    if path.is_file():
+        return path
+    best = project / "best_trial.json"
+    if best.is_file() and read_json(best).get("trial_id") == trial_id:
+        return project / "best_model.keras"
+    raise EmotuneError(f"trial {trial_id} kept no model; rerun with --keep-models to keep "
+                       f"every trial's model")
+
+
+def finished_curves(project: Path, like: dict[str, Any] | None = None) -> list[list[float]]:
+    """Per-epoch val accuracy of each completed trial (first seed), for the pruning rule;
+    with ``like``, only of the trials with those parameter values."""
+    import pandas as pd
+
+    from emotune.space import same_setting
+
+    curves = []
+    for d in trial_dirs(project):
+        rec = d / "emotune.json"
+        record = read_json(rec) if rec.is_file() else {}
+        values = record.get("hyperparameters", {})
+        if like is not None and not all(same_setting(values.get(k), v) for k, v in like.items()):
+            continue
+        if record.get("status") == "completed" and (d / "history.csv").is_file():
+            h = pd.read_csv(d / "history.csv")
+            h = h[h["seed"] == h["seed"].iloc[0]]
+            curves.append(h["val_accuracy"].tolist())
+    return curves
 
 
 def top(frame: Any, n: int = 5, objective: str = "val_accuracy") -> Any:

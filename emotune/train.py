@@ -1,6 +1,6 @@
 """Training one configuration: batching, fit with early stopping, evaluation, the run folder.
 
-Batching follows ../shared/CALIBRATION.md: shuffle, sort by length within chunks of ~50 batches,
+Batching (measured in benchmarks/RESULTS.md): shuffle, sort by length within chunks of ~50 batches,
 pad each batch to its own longest text, shuffle the batch order; the training stream holds
 ``epochs`` such epochs and ``steps_per_epoch`` cuts it into epochs; the validation set is padded
 once.
@@ -199,26 +199,56 @@ class TrainResult:
     stopped_by_hook: bool = False  # ``on_epoch`` asked to stop (a pruned trial)
 
 
-def fit(config: Config, prepared: Prepared, embedding: Embedding, *,
-        on_epoch: Callable[[int, dict], bool] | None = None, prefix: str = "",
-        callbacks: tuple[Any, ...] = ()) -> TrainResult:
-    """Train ``config`` on ``prepared`` (nothing is read from disk here); evaluate on val.
-
-    ``on_epoch(epoch, logs)`` runs after each epoch; returning True stops training there.
-    Early stopping restores the best epoch's weights, and the metrics are that epoch's.
-    """
+def new_model(config: Config, prepared: Prepared, embedding: Embedding) -> Any:
+    """A fresh compiled model for ``config``: Keras's global state reset, every random
+    generator seeded with ``config.train.seed``, then ``models.build_model``. What ``fit``
+    trains (a search's ``HyperModel.build`` returns it)."""
     import keras
-    import pandas as pd
-    from sklearn.metrics import f1_score
 
-    from emotune.callbacks import EpochLog
     from emotune.models import build_model
 
     tc = config.train
     keras.backend.clear_session()  # reset Keras's global state between trials
     seed_everything(tc.seed)
     steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)
-    model = build_model(config.model, tc, embedding.matrix, prepared.num_classes, steps)
+    return build_model(config.model, tc, embedding.matrix, prepared.num_classes, steps)
+
+
+def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any = None,
+        on_epoch: Callable[[int, dict], bool] | None = None, prefix: str = "",
+        callbacks: tuple[Any, ...] = ()) -> TrainResult:
+    """Train ``config`` on ``prepared`` (nothing is read from disk here); evaluate on val.
+
+    Early stopping on val loss (patience ``train.patience``) restores the best epoch's
+    weights, and the metrics are that epoch's.
+
+    Args:
+        config: the settings; ``config.train`` says how to train.
+        prepared: tokenised splits (``data.prepare``); only train and val are used.
+        embedding: the vocabulary-aligned matrix (``embeddings.load_embedding``).
+        model: the model to train, as ``new_model(config, ...)`` returned it; None builds it.
+        on_epoch: ``(epoch from 1, logs) -> bool`` after each epoch; True stops training there
+            (a pruned trial).
+        prefix: put before every progress line.
+        callbacks: more Keras callbacks.
+
+    Returns:
+        A ``TrainResult``: the model, the per-epoch history, the val metrics, and whether
+        ``on_epoch`` stopped it.
+
+    Raises:
+        TrainingError: the loss became NaN (the message says which lr and what to try).
+    """
+    import keras
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    from emotune.callbacks import EpochLog
+
+    tc = config.train
+    if model is None:
+        model = new_model(config, prepared, embedding)
+    steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)
     progress = EpochLog(tc.epochs, steps, prefix, on_epoch)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=tc.patience,
                                          restore_best_weights=True)

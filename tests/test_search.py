@@ -29,6 +29,7 @@ class FakeTrainer:
 
     def __init__(self, fail_on=None, clock=None, interrupt_at=None):
         self.calls: list[dict] = []
+        self.models: list = []  # what each fit was given to train
         self.fail_on = fail_on or (lambda values: None)
         self.clock = clock
         self.interrupt_at = interrupt_at
@@ -39,9 +40,10 @@ class FakeTrainer:
         s += {"adam": 0.02, "rmsprop": 0.01, "sgd": -0.1}[values["optimizer"]]
         return s + 0.001 * (seed - 42)
 
-    def __call__(self, config, on_epoch=None, prefix=""):
+    def __call__(self, config, model=None, on_epoch=None, prefix=""):
         values = {**hp_values(config), "seed": config.train.seed}
         self.calls.append(values)
+        self.models.append(model)
         if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
             raise KeyboardInterrupt
         error = self.fail_on(values)
@@ -89,6 +91,24 @@ def test_sweep_visits_every_value_exactly_once(tmp_path):
     assert out.trials.equals(load_trials(tmp_path / "study"))
     on_disk = pd.read_csv(tmp_path / "study" / "trials.csv")
     assert list(on_disk["lr"]) == list(out.trials["lr"])
+
+
+def test_one_build_per_trial_and_seed_and_fit_trains_that_model(tmp_path):
+    # KerasTuner's contract: HyperModel.build(hp) returns the model that fit(hp, model)
+    # trains. No extra build for space discovery, none per trial beyond one per seed.
+    built = []
+
+    def builder(config):
+        built.append((config.train.lr, config.train.seed))
+        return f"model {len(built)}"
+
+    trainer = FakeTrainer()
+    config = build_config(overrides=parse_sets(["epochs=2"]))
+    run_search(study(["lr"], repeats=2), config, FakePrepared(), project=tmp_path / "s",
+               trainer=trainer, builder=builder)
+    assert len(built) == 10  # 5 values x 2 seeds, and nothing else
+    assert sorted(built) == sorted((c["lr"], c["seed"]) for c in trainer.calls)
+    assert trainer.models == [f"model {i}" for i in range(1, 11)]
 
 
 def test_all_six_sweeps_train_the_shared_default_once(tmp_path):
