@@ -150,9 +150,12 @@ class SearchConfig:
     sweeps: dict[str, tuple] = field(default_factory=dict)
     trials: int = 20  # joint searches: at most this many trials
     repeats: int = 1  # seeds per configuration; results keep mean and std
-    prune: bool = False  # median-stopping rule (grid, bayesian, random)
+    # Stop a trial whose best val accuracy so far trails, at the same epoch, the default
+    # configuration's curve (one-at-a-time sweeps) or the median of the finished trials'
+    # curves (grid, bayesian, random); never in Hyperband, which budgets epochs itself.
+    prune: bool = False
     prune_warmup: int = 2  # epochs before a trial may be pruned
-    prune_min_trials: int = 3  # finished trials needed before pruning starts
+    prune_min_trials: int = 3  # joint searches: finished trials needed before pruning starts
     hyperband_factor: int = 3
 
     def __post_init__(self) -> None:

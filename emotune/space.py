@@ -1,4 +1,6 @@
-"""The search space, defined once, and the KerasTuner HyperModel that maps ``hp`` to a Config.
+"""The search space, defined once: the tunable parameters, and ``SearchSpace``, which declares
+them on KerasTuner's ``hp`` and maps ``hp`` values back to a Config (the HyperModel that uses it
+is ``tuner.EmotuneHyperModel``).
 
 ``PARAMS`` names each tunable parameter and the setting it drives; its values (sweep values in
 one-at-a-time studies, choices in joint searches) come from ``search.sweeps`` in
