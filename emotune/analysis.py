@@ -76,6 +76,18 @@ class LoadedStudy:
 
 
 def load_study(path: str | Path) -> LoadedStudy:
+    """A study folder read back: what it searched (``study.json``) and its trials.
+
+    Args:
+        path: a study folder written by ``emotune search``.
+
+    Returns:
+        A ``LoadedStudy``; ``.trials`` is ``results.load_trials(path)``, ``.done`` the trials
+        whose numbers count (completed or pruned).
+
+    Raises:
+        EmotuneError: ``path`` holds no study.json, or a file in it is damaged.
+    """
     path = Path(path)
     if not (path / "study.json").is_file():
         raise EmotuneError(f"{path} is not an emotune study (no study.json); give the --project "
@@ -179,6 +191,27 @@ def _matching_trial(done: Any, values: dict[str, Any]) -> Any:
 
 
 def recommend(study: LoadedStudy) -> Recommendation:
+    """The best value of each searched parameter and the configuration they make.
+
+    One-at-a-time sweeps: each parameter's best value (val accuracy, then val loss) with the
+    others at their defaults; a joint search: the best trained trial's values. The expected
+    val accuracy is measured when that configuration was trained, and otherwise says what it
+    rests on. Validation numbers only.
+
+    Args:
+        study: from ``load_study``.
+
+    Returns:
+        A ``Recommendation``: ``values`` (every tunable parameter), ``rows`` (one ``Sweep`` per
+        parameter), the expected numbers and their ``basis``, the best trial and notes.
+
+    Raises:
+        EmotuneError: the study has no completed trials yet.
+
+    Example:
+        >>> rec = recommend(load_study("runs/gru-all"))  # doctest: +SKIP
+        >>> rec.values["lr"]  # doctest: +SKIP
+    """
     done = study.done
     if done.empty:
         raise EmotuneError(f"{study.path} has no completed trials yet; run or resume its "

@@ -135,7 +135,29 @@ def _embedding(matrix: np.ndarray, trainable: bool, mask: bool, name: str) -> An
 
 def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
                 num_classes: int, steps_per_epoch: int | None = None) -> Any:
-    """A compiled Keras model for ``model.type`` over ``embedding`` (vocab x dim)."""
+    """A compiled Keras model for ``model.type`` over ``embedding`` (vocab x dim).
+
+    Token ids -> embedding (frozen, fine-tuned or both as two channels) -> the encoder of
+    ``ENCODERS[model.type]`` -> dropout -> softmax over ``num_classes``, compiled with the
+    optimizer, learning-rate schedule and loss of ``train``.
+
+    Args:
+        model: the model settings (type, units, embedding mode, dropout, ...).
+        train: the training settings the optimizer, schedule and loss come from.
+        embedding: the vocabulary-aligned matrix (row i = word id i; row 0 = padding).
+        num_classes: the number of labels.
+        steps_per_epoch: needed by learning-rate schedules (warm-up, cosine, linear).
+
+    Returns:
+        A compiled ``keras.Model`` from int32 token ids (batch x tokens) to probabilities.
+
+    Raises:
+        ConfigError: an unknown model type or optimizer.
+
+    Example:
+        >>> net = build_model(ModelConfig(type="gru", units=64), TrainConfig(), matrix, 6)
+        ... # doctest: +SKIP
+    """
     import keras
     from keras import layers
 

@@ -164,7 +164,24 @@ def _std(values: list[float]) -> float:
 
 
 def load_trials(project: str | Path) -> Any:
-    """Every trial of a study as a DataFrame, straight from the trial files."""
+    """Every trial of a study as a DataFrame, straight from the trial files.
+
+    Args:
+        project: a study folder written by ``emotune search`` (``run_search``).
+
+    Returns:
+        One row per trial, by trial id: ``trial_id``, ``status`` (running, completed, pruned,
+        failed), ``reason``, every tunable parameter, the metrics (mean over seeds:
+        ``val_accuracy``, ``val_loss``, ``val_macro_f1``, ``best_epoch``, ...), their
+        ``*_std`` over seeds, ``seconds``, ``seeds`` and ``sweeps``: the columns of trials.csv.
+
+    Raises:
+        EmotuneError: ``project`` is not a study folder, or a trial file is damaged.
+
+    Example:
+        >>> trials = load_trials("runs/gru-all")  # doctest: +SKIP
+        >>> trials.sort_values("val_accuracy", ascending=False).head(3)  # doctest: +SKIP
+    """
     import pandas as pd
 
     project = Path(project)
