@@ -1,0 +1,108 @@
+"""How much of a difference is noise. Pure functions over numbers; nothing here reads or draws.
+
+A validation accuracy ``p`` measured on ``n`` texts has a binomial standard error
+``sqrt(p (1 - p) / n)`` (about 0.006 at p = 0.9, n = 2,000): the floor of its noise. With several
+seeds the spread between them is measured too, and the larger of the two counts. The
+one-standard-error rule (Breiman et al. 1984, CART; Hastie, Tibshirani & Friedman, ESL §7.10;
+glmnet's ``lambda.1se``) then picks, among the values within one standard error of the best,
+the one closest to the default, so that a choice changes only when the evidence does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+def binomial_se(p: float, n: int) -> float:
+    """The standard error of an accuracy ``p`` measured on ``n`` texts.
+
+    Example: ``binomial_se(0.9, 2000)`` -> 0.0067.
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive number of texts. Received: n={n}")
+    p = min(max(p, 0.0), 1.0)
+    return math.sqrt(p * (1.0 - p) / n)
+
+
+def noise(mean: float, seed_std: float, seeds: int, n_val: int) -> float:
+    """The standard error of a value's mean val accuracy: the binomial error on ``n_val`` texts
+    as the floor, the seeds' standard error (``seed_std / sqrt(seeds)``) when it is larger."""
+    floor = binomial_se(mean, n_val)
+    if seeds < 2 or math.isnan(seed_std):
+        return floor
+    return max(floor, seed_std / math.sqrt(seeds))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One value of a parameter with its measured mean and standard error."""
+
+    value: Any
+    mean: float
+    se: float
+    pruned: bool = False  # a lower bound: never chosen, never the best
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the one-standard-error rule chose among a parameter's values."""
+
+    value: Any  # the recommended value
+    best: Candidate  # the highest mean among the values that ran to the end
+    chosen: Candidate
+    default: Candidate | None  # None when the default was not measured (or was pruned)
+    ties: tuple[Any, ...]  # values within one standard error of the best
+    margin: float  # chosen mean minus the default's (nan without a default)
+    detectable: bool  # the chosen value beats the default by more than the noise
+
+    @property
+    def verdict(self) -> str:
+        return "detectable" if self.detectable else "within noise"
+
+
+def one_se_choice(candidates: Sequence[Candidate], default: Any, log: bool = False) -> Choice:
+    """The one-standard-error rule over one parameter's values.
+
+    Among the values that ran to the end (pruned ones are lower bounds and never count), those
+    whose mean is within one standard error (the best's) of the best mean are ties; of these,
+    the one closest to ``default`` is chosen (on a log axis when ``log``; categories: the
+    default if it is a tie, else the best). So the default is kept unless a value beats it by
+    more than the noise.
+
+    Raises:
+        ValueError: no candidate ran to the end.
+    """
+    complete = [c for c in candidates if not c.pruned]
+    if not complete:
+        raise ValueError("every value was pruned: nothing measured to the end to choose from")
+    best = max(complete, key=lambda c: c.mean)
+    ties = [c for c in complete if c.mean >= best.mean - best.se]
+    chosen = min(ties, key=lambda c: (_distance(c.value, default, log), -c.mean))
+    base = next((c for c in complete if _same(c.value, default)), None)
+    margin = chosen.mean - base.mean if base is not None else math.nan
+    detectable = base is not None and not _same(chosen.value, default)
+    return Choice(chosen.value, best, chosen, base, tuple(c.value for c in ties), margin,
+                  detectable)
+
+
+def _same(a: Any, b: Any) -> bool:
+    from emotune.space import same_setting
+
+    return same_setting(a, b)
+
+
+def _distance(value: Any, default: Any, log: bool) -> float:
+    """How far ``value`` is from ``default``: 0 for the default itself; numbers by their
+    difference (of logs when ``log``); any other value 1, so ties among them go to the mean."""
+    if _same(value, default):
+        return 0.0
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                  for x in (value, default))
+    if not numeric:
+        return 1.0
+    if log and value > 0 and default > 0:
+        return abs(math.log(value) - math.log(default))
+    return abs(value - default)
