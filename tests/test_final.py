@@ -199,6 +199,15 @@ def test_final_train_with_seeds(bundle, tmp_path):
                                   "--seed", "1", "--seeds", "2"), "not both")
 
 
+def test_a_model_that_cannot_load_keeps_its_cause(bundle, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle[0], broken)
+    (broken / "model.keras").write_bytes(b"not a zip archive")
+    with pytest.raises(EmotuneError, match="model.keras cannot be loaded") as e:
+        load_bundle(broken)
+    assert e.value.__cause__ is not None  # `--debug` shows why
+
+
 def test_baseline_command(tmp_path, capsys):
     import collections
 
