@@ -199,6 +199,32 @@ def test_final_train_with_seeds(bundle, tmp_path):
                                   "--seed", "1", "--seeds", "2"), "not both")
 
 
+def _metrics(accuracy):
+    return {"val_accuracy": accuracy, "test_accuracy": accuracy, "test_macro_f1": accuracy,
+            "params": 10, "per_class": [{"label": "a", "f1": accuracy}]}
+
+
+def test_leaderboard_reads_the_newer_of_seeds_json_and_test_metrics(tmp_path):
+    import os
+
+    from emotune.leaderboard import collect
+
+    final = tmp_path / "m" / "final"
+    (final / "seed-1").mkdir(parents=True)
+    (final / "seed-1" / "test_metrics.json").write_text(json.dumps(_metrics(0.5)))
+    summary = {k: {"mean": 0.5, "std": 0.1} for k in ("val_accuracy", "test_accuracy",
+                                                      "test_macro_f1", "f1_a")}
+    (final / "seeds.json").write_text(json.dumps({"name": "m", "seeds": [1, 2],
+                                                  "summary": summary}))
+    (final / "test_metrics.json").write_text(json.dumps(_metrics(0.9)))
+    os.utime(final / "seeds.json", (1_000_000, 1_000_000))  # an earlier run's, left behind
+    (row,), _ = collect(tmp_path)
+    assert row["seeds"] == 1 and row["test_accuracy"] == 0.9
+    os.utime(final / "test_metrics.json", (999_000, 999_000))  # now seeds.json is the newer
+    (row,), _ = collect(tmp_path)
+    assert row["seeds"] == 2 and row["test_accuracy"] == 0.5
+
+
 def test_a_model_that_cannot_load_keeps_its_cause(bundle, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(bundle[0], broken)
