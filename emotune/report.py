@@ -27,13 +27,7 @@ from emotune.analysis import (
 from emotune.results import atomic_write_json, atomic_write_text, trial_history
 from emotune.space import PARAMS
 
-LABELS = {"lr": "Learning Rate", "batch_size": "Batch Size", "units": "Units",
-          "dropout": "Dropout", "optimizer": "Optimizer", "embedding": "Embedding",
-          "bidirectional": "Bidirectional", "layers": "Layers", "pooling": "Pooling",
-          "spatial_dropout": "Spatial Dropout", "kernel_sizes": "Kernel Sizes",
-          "schedule": "LR Schedule", "warmup_epochs": "Warm-up Epochs", "clipnorm": "Clip Norm",
-          "label_smoothing": "Label Smoothing", "class_weight": "Class Weight",
-          "focal_gamma": "Focal Gamma", "weight_decay": "Weight Decay"}
+LABELS = {p.name: p.label for p in PARAMS.values()}  # a parameter's name in tables and figures
 
 
 def _plt() -> Any:

@@ -174,8 +174,19 @@ def test_index_html_renders_in_headless_chromium(sweep_study, tmp_path):
     assert (rgb.max(axis=2) - rgb.min(axis=2) > 60).mean() > 0.01
 
 
-def test_every_parameter_has_a_table_label():
+def test_every_parameter_has_its_table_label():
+    # The labels come from space.PARAMS (one line per parameter); the reports in reports/ were
+    # drawn with these.
     from emotune.report import LABELS
     from emotune.space import PARAMS
 
-    assert set(LABELS) == set(PARAMS)
+    drawn_with = {
+        "lr": "Learning Rate", "batch_size": "Batch Size", "units": "Units",
+        "dropout": "Dropout", "optimizer": "Optimizer", "embedding": "Embedding",
+        "bidirectional": "Bidirectional", "layers": "Layers", "pooling": "Pooling",
+        "spatial_dropout": "Spatial Dropout", "kernel_sizes": "Kernel Sizes",
+        "schedule": "LR Schedule", "warmup_epochs": "Warm-up Epochs", "clipnorm": "Clip Norm",
+        "label_smoothing": "Label Smoothing", "class_weight": "Class Weight",
+        "focal_gamma": "Focal Gamma", "weight_decay": "Weight Decay"}
+    assert {k: LABELS[k] for k in drawn_with} == drawn_with
+    assert set(LABELS) == set(PARAMS) and all(p.label.strip() for p in PARAMS.values())
