@@ -205,11 +205,11 @@ def train_final(config: Any, prepared: Prepared, embedding: Any, *, name: str,
         for k, (seed, title) in enumerate(runs):
             if seed is not None:
                 log(f"seed {seed} ({k + 1}/{len(runs)})")
-            sub = "" if seed is None else f"seed-{seed}"
             cfg = config if seed is None else override(config, {"train.seed": seed})
             model, e = fit_and_evaluate(cfg, prepared, embedding, title=title)
             metrics = {**e.val, **e.test.as_dict(), "seed": e.seed,
                        "data_checksum": prepared.checksum, "embedding": embedding.summary()}
+            sub = Path() if seed is None else Path(f"seed-{seed}")
             save_bundle(bundle_tmp / sub, model, cfg, prepared, metrics, versions)
             write_final_report(report_tmp / sub, e)
             evaluations.append(e)
