@@ -27,7 +27,22 @@ PARTS = ("bundle.json", "model.keras", "vocab.txt", "labels.json", "config.yaml"
 
 def save_bundle(path: Path, model: Any, config: Config, prepared: Prepared,
                 metrics: dict[str, Any], versions: dict[str, str]) -> Path:
-    """Write the bundle into a temporary folder and rename it into place when complete."""
+    """Write a model bundle: into a temporary folder, renamed to ``path`` when complete.
+
+    Args:
+        path: The bundle folder to create, e.g. ``models/best-gru``; it must not exist.
+        model: The trained Keras model.
+        config: The configuration it was trained with (saved as ``config.yaml``).
+        prepared: The data it was trained on: vocabulary, labels, max length, checksum.
+        metrics: Its numbers, saved as ``metrics.json``.
+        versions: Package versions, recorded in ``bundle.json``.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        EmotuneError: ``path`` already exists.
+    """
     if path.exists():
         raise EmotuneError(f"model folder {path} already exists; choose another --name or "
                            f"add --overwrite")
@@ -73,6 +88,19 @@ class Bundle:
 
 
 def load_bundle(path: str | Path) -> Bundle:
+    """Read a bundle written by ``save_bundle`` (``emotune final-train`` or ``ensemble``).
+
+    Args:
+        path: The bundle folder, e.g. ``models/best-gru``.
+
+    Returns:
+        A ``Bundle``; ``bundle.predict(["i feel great"])`` gives class probabilities, one
+        column per ``bundle.labels``.
+
+    Raises:
+        EmotuneError: The folder is missing, incomplete, damaged or of another bundle format,
+            or ``model.keras`` cannot be loaded (the loader's exception is the cause).
+    """
     path = Path(path)
     if not path.is_dir():
         raise EmotuneError(f"model folder {path} does not exist; give the folder written by "
@@ -102,7 +130,7 @@ def load_bundle(path: str | Path) -> Bundle:
         model = keras.models.load_model(path / "model.keras")
     except Exception as e:  # keras raises several types for a bad archive
         raise EmotuneError(f"{path}/model.keras cannot be loaded ({type(e).__name__}); "
-                           f"re-run `emotune final-train`") from None
+                           f"re-run `emotune final-train`") from e
     if model.output_shape[-1] != len(labels):
         raise EmotuneError(f"{path}: the model has {model.output_shape[-1]} outputs but "
                            f"labels.json names {len(labels)} labels; the bundle is mixed up")

@@ -309,12 +309,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_final_train(args: argparse.Namespace) -> int:
-    import shutil
-
     from emotune.analysis import load_study, recommend, recommended_config
     from emotune.config import override
-    from emotune.final import final_train
-    from emotune.progress import log
+    from emotune.final import check_seeds, refuse_existing, train_final
     from emotune.train import load_inputs
 
     if bool(args.project) == bool(args.config):
@@ -322,9 +319,8 @@ def cmd_final_train(args: argparse.Namespace) -> int:
                            "configuration) or --config FILE")
     if args.seed is not None and args.seeds:
         raise EmotuneError("give --seed N or --seeds N [N ...], not both")
-    if args.seeds and len(set(args.seeds)) != len(args.seeds):
-        raise EmotuneError(f"--seeds repeats a seed ({' '.join(map(str, args.seeds))}); give "
-                           f"distinct seeds, e.g. --seeds 1 2 3")
+    if args.seeds:
+        check_seeds(args.seeds)
     extra: dict[str, Any] = {} if args.seed is None else {"train.seed": args.seed}
     if args.project:
         study = load_study(args.project)
@@ -334,58 +330,39 @@ def cmd_final_train(args: argparse.Namespace) -> int:
     else:
         config = _load_config(args, extra)
         name = args.name or Path(args.config).stem
-    models_dir, reports_dir = Path(args.models_dir), Path(args.reports_dir)
-    _refuse_existing(models_dir / name, args.overwrite)
-    if (models_dir / name).exists():
-        shutil.rmtree(models_dir / name)
+    refuse_existing(Path(args.models_dir) / name, args.overwrite)
     _, prepared, embedding = load_inputs(config)
     if not args.debug:
         _import_tensorflow_quietly()
-    m, t = config.model, config.train
-    log(f"final training of {name}: {m.type} units={m.units} embedding={m.embedding} "
-        f"dropout={m.dropout} {t.optimizer} lr={t.lr} batch={t.batch_size}")
-    report_dir = reports_dir / name / "final"
-    if not args.seeds:
-        metrics, val = final_train(config, prepared, embedding, name=name,
-                                   bundle_dir=models_dir / name, report_dir=report_dir)
-        _print_final(metrics, val)
-        print(f"model: {models_dir / name}; report: {report_dir / 'final.md'}")
+    result = train_final(config, prepared, embedding, name=name, seeds=args.seeds,
+                         models_dir=Path(args.models_dir), reports_dir=Path(args.reports_dir),
+                         overwrite=args.overwrite)
+    report = result.report_dir / "final.md"
+    if result.table is None:
+        _print_final(result.evaluations[0])
+        print(f"model: {result.bundle_dir}; report: {report}")
         return 0
-    from emotune.final import seeds_table, write_seeds_report
-
-    runs = []
-    for seed in args.seeds:
-        log(f"seed {seed} ({len(runs) + 1}/{len(args.seeds)})")
-        metrics, val = final_train(override(config, {"train.seed": seed}), prepared, embedding,
-                                   name=f"{name} (seed {seed})",
-                                   bundle_dir=models_dir / name / f"seed-{seed}",
-                                   report_dir=report_dir / f"seed-{seed}")
-        _print_final(metrics, val, f"seed {seed}: ")
-        runs.append((seed, metrics, val))
-    table = seeds_table(runs)
-    if len(runs) > 1:
-        write_seeds_report(report_dir, name, table)
-        print(f"test accuracy {table['test_accuracy'].mean():.4f} ± "
-              f"{table['test_accuracy'].std(ddof=1):.4f}, macro-F1 "
-              f"{table['test_macro_f1'].mean():.4f} ± {table['test_macro_f1'].std(ddof=1):.4f} "
-              f"over {len(runs)} seeds")
-    print(f"models: {models_dir / name}/seed-*; report: {report_dir / 'final.md'}")
+    for e in result.evaluations:
+        _print_final(e, f"seed {e.seed}: ")
+    t = result.table
+    if len(t) > 1:
+        print(f"test accuracy {t['test_accuracy'].mean():.4f} ± "
+              f"{t['test_accuracy'].std(ddof=1):.4f}, macro-F1 "
+              f"{t['test_macro_f1'].mean():.4f} ± {t['test_macro_f1'].std(ddof=1):.4f} "
+              f"over {len(t)} seeds")
+    print(f"models: {result.bundle_dir}/seed-*; report: {report}")
     return 0
 
 
-def _refuse_existing(bundle_dir: Path, overwrite: bool) -> None:
-    if bundle_dir.exists() and not overwrite:
-        raise EmotuneError(f"model folder {bundle_dir} already exists; choose another --name "
-                           f"or add --overwrite")
-
-
-def _print_final(metrics: Any, val: dict[str, Any], prefix: str = "") -> None:
+def _print_final(e: Any, prefix: str = "") -> None:
+    """One line of a ``final.FinalEvaluation``: its val and test numbers."""
+    val, m = e.val, e.test
     epochs = (f" (best epoch {val['best_epoch']}/{val['epochs_run']})" if "best_epoch" in val
               else "")
     print(f"{prefix}val accuracy {val['val_accuracy']:.4f}{epochs}; test accuracy "
-          f"{metrics.accuracy:.4f}, macro-F1 "
-          f"{metrics.macro_f1:.4f}, weighted-F1 {metrics.weighted_f1:.4f}, cross-entropy "
-          f"{metrics.cross_entropy:.4f}")
+          f"{m.accuracy:.4f}, macro-F1 "
+          f"{m.macro_f1:.4f}, weighted-F1 {m.weighted_f1:.4f}, cross-entropy "
+          f"{m.cross_entropy:.4f}")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -436,18 +413,16 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    import shutil
-
     from emotune.config import build_config, override
     from emotune.ensemble import check_members, evaluate_ensemble
+    from emotune.final import refuse_existing
 
     paths = [Path(p) for p in args.members]
     meta = check_members(paths)
     config = build_config(paths[0] / "config.yaml")
     if args.data:
         config = override(config, {"data.path": args.data})
-    target = Path(args.models_dir) / args.name
-    _refuse_existing(target, args.overwrite)
+    refuse_existing(Path(args.models_dir) / args.name, args.overwrite)
     from emotune.train import load_inputs
 
     _, prepared, embedding = load_inputs(config)
@@ -456,13 +431,12 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
                            f"the data the bundles were trained on; give it with --data")
     if not args.debug:
         _import_tensorflow_quietly()
-    if target.exists():
-        shutil.rmtree(target)
-    report = Path(args.reports_dir) / args.name / "final"
-    m, val = evaluate_ensemble(paths, config, prepared, embedding, name=args.name,
-                               bundle_dir=target, report_dir=report)
-    _print_final(m, val)
-    print(f"model: {target}; report: {report / 'final.md'}")
+    e = evaluate_ensemble(paths, config, prepared, embedding, name=args.name,
+                          models_dir=Path(args.models_dir), reports_dir=Path(args.reports_dir),
+                          overwrite=args.overwrite)
+    _print_final(e)
+    print(f"model: {Path(args.models_dir) / args.name}; report: "
+          f"{Path(args.reports_dir) / args.name / 'final' / 'final.md'}")
     return 0
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emotune.errors import EmotuneError
+
+if TYPE_CHECKING:
+    from emotune.final import FinalEvaluation
 
 
 def check_members(paths: list[Path]) -> dict[str, Any]:
@@ -40,13 +43,38 @@ def check_members(paths: list[Path]) -> dict[str, Any]:
 
 
 def evaluate_ensemble(paths: list[Path], config: Any, prepared: Any, embedding: Any, *,
-                      name: str, bundle_dir: Path, report_dir: Path) -> tuple[Any, dict]:
-    """Average the bundles at ``paths``; val numbers for the record, test once; write the
-    ensemble's bundle and report as final-train does."""
+                      name: str, models_dir: Path, reports_dir: Path,
+                      overwrite: bool = False) -> FinalEvaluation:
+    """Average the bundles at ``paths`` into one model, evaluate it and write it like final-train.
+
+    Its val numbers are kept for the record and the test split is read once. The bundle goes
+    to ``models_dir/name/`` and the report to ``reports_dir/name/final/``; both are written
+    beside those folders and put in place together only when everything succeeded.
+
+    Args:
+        paths: Two or more bundles that passed ``check_members``.
+        config: The members' configuration (saved with the ensemble's bundle).
+        prepared: The data the members were trained on.
+        embedding: The vocabulary-aligned word vectors (recorded in the metrics).
+        name: The ensemble's bundle and report name.
+        models_dir: The folder of bundles (``models``).
+        reports_dir: The folder of reports (``reports``).
+        overwrite: Replace an existing bundle of this name.
+
+    Returns:
+        The ensemble's ``FinalEvaluation`` (no history: it has no epochs of its own).
+
+    Raises:
+        EmotuneError: The bundle exists and ``overwrite`` is False, or a member cannot be
+            loaded.
+    """
     from emotune.bundle import load_bundle, save_bundle
-    from emotune.final import evaluate_split, write_final_report
+    from emotune.final import FinalEvaluation, evaluate_split, refuse_existing, replacing
+    from emotune.report_final import write_final_report
     from emotune.train import package_versions, predict_probs
 
+    bundle_dir, report_dir = Path(models_dir) / name, Path(reports_dir) / name / "final"
+    refuse_existing(bundle_dir, overwrite)
     model = average_model([load_bundle(p).model for p in paths])
     labels = list(prepared.label_names)
 
@@ -58,11 +86,13 @@ def evaluate_ensemble(paths: list[Path], config: Any, prepared: Any, embedding: 
     val = {"val_accuracy": v.accuracy, "val_macro_f1": v.macro_f1, "val_loss": v.cross_entropy,
            "params": int(model.count_params()), "members": [str(p) for p in paths]}
     m = scores(prepared.test)
-    save_bundle(bundle_dir, model, config, prepared,
-                {**val, **m.as_dict(), "embedding": embedding.summary()}, package_versions())
-    write_final_report(report_dir, f"{name} (mean of {len(paths)} bundles)", m, labels, None,
-                       val)
-    return m, val
+    e = FinalEvaluation(f"{name} (mean of {len(paths)} bundles)", tuple(labels), m, val)
+    with replacing(bundle_dir, report_dir) as (bundle_tmp, report_tmp):
+        save_bundle(bundle_tmp, model, config, prepared,
+                    {**val, **m.as_dict(), "embedding": embedding.summary()},
+                    package_versions())
+        write_final_report(report_tmp, e)
+    return e
 
 
 def average_model(models: list[Any]) -> Any:

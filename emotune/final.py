@@ -1,13 +1,19 @@
 """`emotune final-train`: retrain one configuration, evaluate it on the test split once.
 
 Training uses train with early stopping on val, exactly as in a search; the test split is read
-here and nowhere else. Outputs: the model bundle (bundle.py) and a report folder with the test
-metrics, per-class table, confusion matrix (counts and row percent) and per-epoch curves,
-including the gradient norm and learning rate.
+here and nowhere else. This module computes: ``fit_and_evaluate`` returns a ``FinalEvaluation``
+(test metrics, per-class table, confusion matrix, val numbers, per-epoch curves with the
+gradient norm and learning rate) and ``train_final`` trains each seed, then hands the model to
+``bundle.py`` and the evaluation to ``report_final.py``, which owns every figure and file format.
+The bundle and the report folder are replaced together, and only once every seed has succeeded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from emotune.data import Prepared
-from emotune.report import _plt, _save, md_table
-from emotune.results import atomic_write_json, atomic_write_text
+from emotune.errors import EmotuneError
 
 
 def gradient_probe(prepared: Prepared, rows: int = 512) -> Any:
@@ -37,6 +42,11 @@ class SplitMetrics:
     per_class: Any  # DataFrame: label, precision, recall, f1, support
     confusion: np.ndarray  # counts, rows = true label
 
+    @property
+    def confusion_percent(self) -> np.ndarray:
+        """The confusion matrix as percentages of each true label's row."""
+        return row_percent(self.confusion)
+
     def as_dict(self) -> dict[str, Any]:
         return {"test_accuracy": self.accuracy, "test_macro_f1": self.macro_f1,
                 "test_weighted_f1": self.weighted_f1, "test_cross_entropy": self.cross_entropy,
@@ -45,7 +55,17 @@ class SplitMetrics:
 
 
 def evaluate_split(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> SplitMetrics:
-    """Pure: the test-set numbers from true labels and predicted probabilities."""
+    """The numbers of one split from its true labels and the predicted probabilities (pure).
+
+    Args:
+        y: True label ids, shape ``(n,)``.
+        probs: Predicted class probabilities, shape ``(n, len(labels))``.
+        labels: The class names, in label-id order.
+
+    Returns:
+        ``SplitMetrics``: accuracy, macro- and weighted-F1, cross-entropy, the per-class table
+        and the confusion matrix (rows: true label). A class absent from ``y`` scores 0.
+    """
     import pandas as pd
     from sklearn.metrics import (
         accuracy_score,
@@ -75,91 +95,52 @@ def row_percent(confusion: np.ndarray) -> np.ndarray:
     return np.where(totals > 0, 100.0 * confusion / np.maximum(totals, 1), 0.0)
 
 
-def write_final_report(out: Path, name: str, m: SplitMetrics, labels: list[str], history: Any,
-                       val: dict[str, Any]) -> list[Path]:
-    """The report of one evaluated model; ``history`` (per-epoch curves) may be None, as for an
-    ensemble, which has no epochs of its own."""
-    import pandas as pd
+@dataclass(frozen=True)
+class FinalEvaluation:
+    """One model evaluated on the test split once: everything its report is drawn from.
 
-    plt = _plt()
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "test_metrics.json", {**m.as_dict(), **val})
-    atomic_write_text(out / "per_class.csv", m.per_class.to_csv(index=False))
-    counts = pd.DataFrame(m.confusion, index=labels, columns=labels)
-    pct = pd.DataFrame(row_percent(m.confusion).round(1), index=labels, columns=labels)
-    atomic_write_text(out / "confusion_counts.csv", counts.to_csv(index_label="true\\pred"))
-    atomic_write_text(out / "confusion_percent.csv", pct.to_csv(index_label="true\\pred"))
-    if history is not None:
-        atomic_write_text(out / "history.csv", history.to_csv(index=False))
-    epochs = (f", best epoch {val['best_epoch']}/{val['epochs_run']}" if "best_epoch" in val
-              else "")
-    pc = [[r.label, f"{r.precision:.4f}", f"{r.recall:.4f}", f"{r.f1:.4f}", int(r.support)]
-          for r in m.per_class.itertuples()]
-    md = [f"# Final evaluation: {name}\n\n",
-          f"Test accuracy **{m.accuracy:.4f}**, macro-F1 **{m.macro_f1:.4f}**, weighted-F1 "
-          f"{m.weighted_f1:.4f}, cross-entropy {m.cross_entropy:.4f} "
-          f"({int(m.confusion.sum())} test texts, evaluated once). Selected on validation: "
-          f"val accuracy {val['val_accuracy']:.4f}, val macro-F1 {val['val_macro_f1']:.4f}"
-          f"{epochs}.\n\n",
-          "## Per class\n\n", md_table(pc, ["label", "precision", "recall", "F1", "support"]),
-          "\n## Confusion matrix (rows: true label; counts)\n\n",
-          md_table([[lab, *map(int, row)] for lab, row in zip(labels, m.confusion)],
-                   ["true \\ pred", *labels]),
-          "\n## Confusion matrix (row percent)\n\n",
-          md_table([[lab, *(f"{v:.1f}" for v in row)] for lab, row in
-                    zip(labels, row_percent(m.confusion))], ["true \\ pred", *labels]),
-          "\n![confusion](confusion.png)\n",
-          "" if history is None else "![curves](curves.png)\n"]
-    atomic_write_text(out / "final.md", "".join(md))
+    ``title`` heads the report ("best-gru", "best-gru (seed 2)", "ens (mean of 3 bundles)").
+    ``val`` holds the validation numbers kept for the record (``val_accuracy``,
+    ``val_macro_f1``, ``val_loss``; for a trained model also ``best_epoch``, ``epochs_run``,
+    ``seconds`` and ``params``; for an ensemble ``params`` and ``members``). ``history`` is
+    the per-epoch table (with ``grad_norm`` and ``learning_rate``), None for an ensemble,
+    which has no epochs of its own.
+    """
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for ax, data, title, fmt_ in ((axes[0], m.confusion, "counts", "d"),
-                                  (axes[1], row_percent(m.confusion), "row percent", ".1f")):
-        ax.imshow(data, cmap="Blues")
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"Confusion matrix ({title})")
-        hi = data.max()
-        for i in range(len(labels)):
-            for j in range(len(labels)):
-                ax.text(j, i, format(data[i, j], fmt_), ha="center", va="center", fontsize=8,
-                        color="white" if data[i, j] > hi / 2 else "black")
-    fig.tight_layout()
-    paths = [_save(fig, out / "confusion.png")]
-    files = ["final.md", "test_metrics.json", "per_class.csv", "confusion_counts.csv",
-             "confusion_percent.csv"]
-    if history is None:
-        return paths + [out / f for f in files]
-
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-    e = history["epoch"]
-    axes[0].plot(e, history["loss"], label="train")
-    axes[0].plot(e, history["val_loss"], label="val")
-    axes[0].set_title("loss")
-    axes[1].plot(e, history["accuracy"], label="train")
-    axes[1].plot(e, history["val_accuracy"], label="val")
-    axes[1].set_title("accuracy")
-    axes[2].plot(e, history["grad_norm"], color="purple")
-    axes[2].set_title("gradient norm (512 training rows)")
-    axes[3].plot(e, history["learning_rate"], color="gray")
-    axes[3].set_title("learning rate")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
-    paths.append(_save(fig, out / "curves.png"))
-    return paths + [out / f for f in (*files, "history.csv")]
+    title: str
+    labels: tuple[str, ...]
+    test: SplitMetrics
+    val: Mapping[str, Any]
+    seed: int | None = None
+    history: Any = None
 
 
-def final_train(config: Any, prepared: Prepared, embedding: Any, *, name: str,
-                bundle_dir: Path, report_dir: Path) -> tuple[SplitMetrics, dict[str, Any]]:
-    """Train on train (early stopping on val), evaluate on test once, write the bundle to
-    ``bundle_dir`` and the report to ``report_dir``."""
-    from emotune.bundle import save_bundle
-    from emotune.train import fit, package_versions, predict_probs
+@dataclass(frozen=True)
+class FinalTraining:
+    """What ``train_final`` did: one evaluation per seed, and where bundle and report are.
+
+    ``table`` is ``seeds_table(evaluations)`` when seeds were given (bundles in
+    ``bundle_dir/seed-<N>/``, reports in ``report_dir/seed-<N>/``), else None.
+    """
+
+    name: str
+    evaluations: tuple[FinalEvaluation, ...]
+    bundle_dir: Path
+    report_dir: Path
+    table: Any = None
+
+
+def fit_and_evaluate(config: Any, prepared: Prepared, embedding: Any, *,
+                     title: str) -> tuple[Any, FinalEvaluation]:
+    """Train on train (early stopping on val), evaluate on test once; nothing is written.
+
+    Returns:
+        The trained Keras model and its ``FinalEvaluation``.
+
+    Raises:
+        TrainingError: Training diverged (the loss became NaN).
+    """
+    from emotune.train import fit, predict_probs
 
     probe = gradient_probe(prepared)
     result = fit(config, prepared, embedding, callbacks=(probe,))
@@ -167,25 +148,101 @@ def final_train(config: Any, prepared: Prepared, embedding: Any, *, name: str,
     extra = probe.rows[: len(history)]
     history["grad_norm"] = [r["grad_norm"] for r in extra]
     history["learning_rate"] = [r["learning_rate"] for r in extra]
-    probs = predict_probs(result.model, prepared.test)
-    m = evaluate_split(prepared.test.labels, probs, list(prepared.label_names))
+    labels = tuple(prepared.label_names)
+    test = evaluate_split(prepared.test.labels, predict_probs(result.model, prepared.test),
+                          list(labels))
     val = {k: result.metrics[k] for k in ("val_accuracy", "val_loss", "val_macro_f1",
                                           "best_epoch", "epochs_run", "seconds", "params")}
+    return result.model, FinalEvaluation(title, labels, test, val, config.train.seed, history)
+
+
+def train_final(config: Any, prepared: Prepared, embedding: Any, *, name: str,
+                seeds: Sequence[int] | None = None, models_dir: Path, reports_dir: Path,
+                overwrite: bool = False) -> FinalTraining:
+    """Train ``config`` (once, or once per seed), test each model once, write bundles and reports.
+
+    The bundle goes to ``models_dir/name/`` and the report to ``reports_dir/name/final/``
+    (with ``seeds``: one ``seed-<N>/`` of each per seed, and a seeds report with their mean
+    and sample std in ``final/``, for one seed too). Both are written into temporary folders
+    beside them and put in place together once every seed has succeeded; a failure leaves
+    the earlier bundle and report as they were.
+
+    Args:
+        config: The configuration to train (``train.seed`` is replaced by each of ``seeds``).
+        prepared: The tokenised splits; the test split is read once per model.
+        embedding: The vocabulary-aligned word vectors.
+        name: The bundle and report name.
+        seeds: Distinct seeds to train one model each with; None trains ``config`` as it is.
+        models_dir: The folder of bundles (``models``).
+        reports_dir: The folder of reports (``reports``).
+        overwrite: Replace an existing bundle of this name.
+
+    Returns:
+        A ``FinalTraining``: one ``FinalEvaluation`` per seed and the folders written.
+
+    Raises:
+        EmotuneError: The bundle exists and ``overwrite`` is False, or ``seeds`` is empty or
+            repeats a seed.
+        TrainingError: A seed's training diverged (nothing is replaced then).
+    """
+    from emotune.bundle import save_bundle
+    from emotune.config import override
+    from emotune.progress import log
+    from emotune.report_final import write_final_report, write_seeds_report
+    from emotune.train import package_versions
+
+    bundle_dir, report_dir = Path(models_dir) / name, Path(reports_dir) / name / "final"
+    refuse_existing(bundle_dir, overwrite)
+    if seeds is not None:
+        check_seeds(seeds)
+    m, t = config.model, config.train
+    log(f"final training of {name}: {m.type} units={m.units} embedding={m.embedding} "
+        f"dropout={m.dropout} {t.optimizer} lr={t.lr} batch={t.batch_size}")
     versions = package_versions()
-    metrics = {**val, **m.as_dict(), "seed": config.train.seed,
-               "data_checksum": prepared.checksum, "embedding": embedding.summary()}
-    save_bundle(bundle_dir, result.model, config, prepared, metrics, versions)
-    write_final_report(report_dir, name, m, list(prepared.label_names), history, val)
-    return m, val
+    runs = [(None, name)] if seeds is None else [(s, f"{name} (seed {s})") for s in seeds]
+    evaluations = []
+    with replacing(bundle_dir, report_dir) as (bundle_tmp, report_tmp):
+        for k, (seed, title) in enumerate(runs):
+            if seed is not None:
+                log(f"seed {seed} ({k + 1}/{len(runs)})")
+            cfg = config if seed is None else override(config, {"train.seed": seed})
+            model, e = fit_and_evaluate(cfg, prepared, embedding, title=title)
+            metrics = {**e.val, **e.test.as_dict(), "seed": e.seed,
+                       "data_checksum": prepared.checksum, "embedding": embedding.summary()}
+            sub = Path() if seed is None else Path(f"seed-{seed}")
+            save_bundle(bundle_tmp / sub, model, cfg, prepared, metrics, versions)
+            write_final_report(report_tmp / sub, e)
+            evaluations.append(e)
+        table = None if seeds is None else seeds_table(evaluations)
+        if table is not None:
+            write_seeds_report(report_tmp, name, table)
+    return FinalTraining(name, tuple(evaluations), bundle_dir, report_dir, table)
 
 
-def seeds_table(runs: list[tuple[int, SplitMetrics, dict[str, Any]]]) -> Any:
+def check_seeds(seeds: Sequence[int]) -> None:
+    """Raise unless ``seeds`` is a non-empty list of distinct seeds."""
+    if not seeds:
+        raise EmotuneError("--seeds names no seed; give distinct seeds, e.g. --seeds 1 2 3")
+    if len(set(seeds)) != len(seeds):
+        raise EmotuneError(f"--seeds repeats a seed ({' '.join(map(str, seeds))}); give "
+                           f"distinct seeds, e.g. --seeds 1 2 3")
+
+
+def refuse_existing(bundle_dir: Path, overwrite: bool) -> None:
+    """Raise if the bundle folder exists and may not be replaced."""
+    if bundle_dir.exists() and not overwrite:
+        raise EmotuneError(f"model folder {bundle_dir} already exists; choose another --name "
+                           f"or add --overwrite")
+
+
+def seeds_table(evaluations: Sequence[FinalEvaluation]) -> Any:
     """Pure: one row per seed (val and test numbers, per-class test F1) as a DataFrame."""
     import pandas as pd
 
     rows = []
-    for seed, m, val in runs:
-        row = {"seed": seed, "val_accuracy": val["val_accuracy"],
+    for e in evaluations:
+        m, val = e.test, e.val
+        row = {"seed": e.seed, "val_accuracy": val["val_accuracy"],
                "val_macro_f1": val["val_macro_f1"], "best_epoch": val["best_epoch"],
                "test_accuracy": m.accuracy, "test_macro_f1": m.macro_f1,
                "test_weighted_f1": m.weighted_f1}
@@ -194,29 +251,56 @@ def seeds_table(runs: list[tuple[int, SplitMetrics, dict[str, Any]]]) -> Any:
     return pd.DataFrame(rows)
 
 
-def write_seeds_report(out: Path, name: str, table: Any) -> list[Path]:
-    """final.md, seeds.csv and seeds.json for one configuration trained with several seeds:
-    each seed's numbers and their mean and sample standard deviation."""
-    out.mkdir(parents=True, exist_ok=True)
-    cols = [c for c in table.columns if c != "seed"]
-    mean, std = table[cols].mean(), table[cols].std(ddof=1)
-    summary = {c: {"mean": float(mean[c]), "std": float(std[c])} for c in cols}
-    atomic_write_text(out / "seeds.csv", table.to_csv(index=False))
-    atomic_write_json(out / "seeds.json", {"name": name, "seeds": table["seed"].tolist(),
-                                           "summary": summary,
-                                           "runs": table.to_dict("records")})
+# ---------------------------------------------------------------- replacing folders as one
 
-    def fmt(c: str, v: float) -> str:
-        return str(int(v)) if c == "best_epoch" else f"{v:.4f}"
 
-    rows = [[int(r["seed"]), *(fmt(c, r[c]) for c in cols)] for _, r in table.iterrows()]
-    rows.append(["mean ± std", *(f"{mean[c]:.4f} ± {std[c]:.4f}" for c in cols)])
-    md = [f"# Final evaluation: {name}, {len(table)} seeds\n\n",
-          f"Test accuracy **{mean['test_accuracy']:.4f} ± {std['test_accuracy']:.4f}**, "
-          f"macro-F1 **{mean['test_macro_f1']:.4f} ± {std['test_macro_f1']:.4f}** (mean ± "
-          f"sample std over seeds {', '.join(map(str, table['seed']))}). The configuration "
-          f"was chosen on validation; each seed's model was evaluated once on the test split. "
-          f"Each seed's full report: `seed-<seed>/final.md`.\n\n",
-          md_table(rows, ["seed", *cols])]
-    atomic_write_text(out / "final.md", "".join(md))
-    return [out / f for f in ("final.md", "seeds.csv", "seeds.json")]
+@contextlib.contextmanager
+def replacing(*targets: Path) -> Iterator[tuple[Path, ...]]:
+    """Yield a temporary path beside each target folder, for the block to write into.
+
+    When the block ends normally the temporary folders take the targets' places together and
+    the old folders are deleted only then; if a rename fails, the old folders are put back.
+    If the block raises, the temporary folders (and parents made for them) are deleted and
+    the targets are not touched.
+    """
+    targets = tuple(Path(t) for t in targets)
+    tmps = tuple(t.with_name(f".{t.name}.partial-{os.getpid()}") for t in targets)
+    made = [p for t in targets for p in (t.parent, *t.parent.parents) if not p.exists()]
+    for tmp in tmps:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run with the same pid
+    try:
+        yield tmps
+        for tmp in tmps:
+            tmp.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for parent in sorted(set(made), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # only if empty
+        raise
+    _swap(targets, tmps)
+
+
+def _swap(targets: tuple[Path, ...], tmps: tuple[Path, ...]) -> None:
+    old: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for target, tmp in zip(targets, tmps):
+            if target.exists():
+                aside = target.with_name(f".{target.name}.old-{os.getpid()}")
+                shutil.rmtree(aside, ignore_errors=True)
+                os.replace(target, aside)
+                old.append((target, aside))
+            os.replace(tmp, target)
+            placed.append(target)
+    except BaseException:
+        for target in placed:
+            shutil.rmtree(target, ignore_errors=True)
+        for target, aside in old:
+            os.replace(aside, target)
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for _, aside in old:
+        shutil.rmtree(aside, ignore_errors=True)

@@ -1,9 +1,9 @@
 """`emotune leaderboard`: every final model in a reports folder, and the baselines, in one table.
 
-Reads what `final-train` wrote (``<reports>/<name>/final/test_metrics.json``, or with several
-seeds ``seeds.json`` and ``seed-<N>/test_metrics.json``) and ``<reports>/baseline/baseline.json``.
-Rows are ordered by validation accuracy, the number models were chosen by; the test columns
-are there to read, not to choose.
+Reads what `final-train` wrote (``<reports>/<name>/final/test_metrics.json``, or with
+``--seeds`` ``seeds.json`` and ``seed-<N>/test_metrics.json``) and
+``<reports>/baseline/baseline.json``. Rows are ordered by validation accuracy, the number
+models were chosen by; the test columns are there to read, not to choose.
 """
 
 from __future__ import annotations
@@ -48,17 +48,36 @@ def _seeds(name: str, final: Path) -> dict[str, Any]:
 
 
 def collect(reports_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """The final models (best validation accuracy first) and the baselines, if written."""
+    """The final models in ``reports_dir`` and the baselines, as plain rows.
+
+    A model is ``<name>/final/`` holding ``seeds.json`` (trained with ``--seeds``: mean and
+    std over seeds) or ``test_metrics.json`` (one model, or an ensemble). Where a folder holds
+    both, one was left by an earlier run: the newer file is read.
+
+    Args:
+        reports_dir: The folder final-train wrote to (``reports``).
+
+    Returns:
+        The rows, best validation accuracy first, and ``baseline/baseline.json`` (or None).
+
+    Raises:
+        EmotuneError: A file is unreadable.
+    """
     rows = []
     for d in sorted(p for p in Path(reports_dir).iterdir() if p.is_dir()):
         final = d / "final"
-        if (final / "seeds.json").is_file():
+        seeds, single = final / "seeds.json", final / "test_metrics.json"
+        if seeds.is_file() and not (single.is_file() and _newer(single, seeds)):
             rows.append(_seeds(d.name, final))
-        elif (final / "test_metrics.json").is_file():
-            rows.append(_single(d.name, _read(final / "test_metrics.json")))
+        elif single.is_file():
+            rows.append(_single(d.name, _read(single)))
     rows.sort(key=lambda r: -r["val_accuracy"])
     base = Path(reports_dir) / "baseline" / "baseline.json"
     return rows, (_read(base) if base.is_file() else None)
+
+
+def _newer(a: Path, b: Path) -> bool:
+    return a.stat().st_mtime_ns > b.stat().st_mtime_ns
 
 
 def _pm(mean: float, std: float | None) -> str:
@@ -88,6 +107,17 @@ def leaderboard_markdown(rows: list[dict[str, Any]], baseline: dict[str, Any] | 
 
 
 def write_leaderboard(reports_dir: Path) -> tuple[Path, str]:
+    """Write ``<reports_dir>/leaderboard.md``: every final model and the baselines.
+
+    Args:
+        reports_dir: The folder final-train wrote to (``reports``).
+
+    Returns:
+        The file written and the Markdown table in it.
+
+    Raises:
+        EmotuneError: There is no final model in ``reports_dir``, or a file is unreadable.
+    """
     rows, baseline = collect(reports_dir)
     if not rows:
         raise EmotuneError(f"no final models in {reports_dir}: run `emotune final-train` "

@@ -27,13 +27,7 @@ from emotune.analysis import (
 from emotune.results import atomic_write_json, atomic_write_text, trial_history
 from emotune.space import PARAMS
 
-LABELS = {"lr": "Learning Rate", "batch_size": "Batch Size", "units": "Units",
-          "dropout": "Dropout", "optimizer": "Optimizer", "embedding": "Embedding",
-          "bidirectional": "Bidirectional", "layers": "Layers", "pooling": "Pooling",
-          "spatial_dropout": "Spatial Dropout", "kernel_sizes": "Kernel Sizes",
-          "schedule": "LR Schedule", "warmup_epochs": "Warm-up Epochs", "clipnorm": "Clip Norm",
-          "label_smoothing": "Label Smoothing", "class_weight": "Class Weight",
-          "focal_gamma": "Focal Gamma", "weight_decay": "Weight Decay"}
+LABELS = {p.name: p.label for p in PARAMS.values()}  # a parameter's name in tables and figures
 
 
 def _plt() -> Any:
@@ -93,7 +87,21 @@ def recommendation_text(rec: Recommendation) -> str:
     return "\n".join(lines)
 
 
-def write_recommendation(rec: Recommendation, out: Path) -> list[Path]:
+def recommendation_markdown(rec: Recommendation) -> str:
+    """The text of ``recommendations.md`` (also a section of ``summary.md``)."""
+    md = [f"# Recommendations: {rec.study} ({rec.model})\n\n",
+          md_table(recommendation_rows(rec), ["Hyperparameter", "Best Value", "Val Accuracy",
+                                              "Val Loss"]),
+          "\n**Recommended:** " + " ".join(f"`{k}={fmt(v)}`" for k, v in rec.values.items()),
+          f"\n\nExpected val accuracy {rec.expected_accuracy:.4f}, val loss "
+          f"{rec.expected_loss:.4f} — {rec.basis}.\n"]
+    md += [f"\n- {n}" for n in rec.notes]
+    return "".join(md) + "\n"
+
+
+def write_recommendation(rec: Recommendation, out: Path, md: str | None = None) -> list[Path]:
+    """``recommendations.csv``, ``.md`` and ``.json`` in ``out``; ``md`` is
+    ``recommendation_markdown(rec)`` where the caller has it already."""
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
@@ -103,14 +111,8 @@ def write_recommendation(rec: Recommendation, out: Path) -> list[Path]:
              "runner_up": None if s.runner_up is None else s.runner_up.value,
              "within_spread": s.within_spread} for s in rec.rows]
     atomic_write_text(out / "recommendations.csv", pd.DataFrame(rows).to_csv(index=False))
-    md = [f"# Recommendations: {rec.study} ({rec.model})\n\n",
-          md_table(recommendation_rows(rec), ["Hyperparameter", "Best Value", "Val Accuracy",
-                                              "Val Loss"]),
-          "\n**Recommended:** " + " ".join(f"`{k}={fmt(v)}`" for k, v in rec.values.items()),
-          f"\n\nExpected val accuracy {rec.expected_accuracy:.4f}, val loss "
-          f"{rec.expected_loss:.4f} — {rec.basis}.\n"]
-    md += [f"\n- {n}" for n in rec.notes]
-    atomic_write_text(out / "recommendations.md", "".join(md) + "\n")
+    atomic_write_text(out / "recommendations.md", recommendation_markdown(rec) if md is None
+                      else md)
     atomic_write_json(out / "recommendations.json", {
         "study": rec.study, "model": rec.model, "recommended": rec.values,
         "expected_val_accuracy": rec.expected_accuracy, "expected_val_loss": rec.expected_loss,
@@ -244,19 +246,21 @@ def curves_figure(study: LoadedStudy, out: Path, limit: int = 30) -> list[Path]:
     return [_save(fig, out / "curves.png")]
 
 
-def comparison(studies: list[LoadedStudy], out: Path) -> list[Path]:
-    plt = _plt()
-    table = compare(studies)
-    if table.empty:
-        return []
-    atomic_write_text(out / "comparison.csv", table.to_csv(index=False))
+def comparison_markdown(table: Any) -> str:
+    """The text of ``comparison.md`` from ``analysis.compare``'s table."""
     rows = [[r["study"], r["model"], r["strategy"], r["trials"],
              pm(r["val_accuracy"], r["val_accuracy_std"], 2 if r["val_accuracy_std"] else 1),
              f"{r['val_loss']:.4f}", f"{r['val_macro_f1']:.4f}",
              " ".join(f"{p}={fmt(r[p])}" for p in PARAMS)] for _, r in table.iterrows()]
-    atomic_write_text(out / "comparison.md", md_table(
-        rows, ["Study", "Model", "Strategy", "Trials", "Best val acc", "Val loss",
-               "Val macro-F1", "Configuration"]))
+    return md_table(rows, ["Study", "Model", "Strategy", "Trials", "Best val acc", "Val loss",
+                           "Val macro-F1", "Configuration"])
+
+
+def comparison(table: Any, md: str, out: Path) -> list[Path]:
+    """``comparison.csv``, ``comparison.md`` (the text ``md``) and ``comparison.png``."""
+    plt = _plt()
+    atomic_write_text(out / "comparison.csv", table.to_csv(index=False))
+    atomic_write_text(out / "comparison.md", md)
     fig, ax = plt.subplots(figsize=(6, 0.6 * len(table) + 1.2))
     ax.barh(table["study"], table["val_accuracy"], xerr=table["val_accuracy_std"].fillna(0),
             color="steelblue", capsize=3)
@@ -271,7 +275,10 @@ def comparison(studies: list[LoadedStudy], out: Path) -> list[Path]:
 
 
 def write_report(studies: list[LoadedStudy], recs: list[Recommendation], out: Path) -> list[Path]:
-    """reports/<study>/: figures, summary.md, trials.csv, index.html (and a comparison)."""
+    """reports/<study>/: figures, summary.md, trials.csv, index.html (and a comparison).
+
+    Each Markdown text is rendered once and used for its file, summary.md and index.html.
+    """
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     sections: list[tuple[str, str, list[Path]]] = []  # (title, markdown, images)
@@ -279,7 +286,8 @@ def write_report(studies: list[LoadedStudy], recs: list[Recommendation], out: Pa
         sub = out if len(studies) == 1 else out / study.name
         sub.mkdir(parents=True, exist_ok=True)
         atomic_write_text(sub / "trials.csv", study.trials.to_csv(index=False))
-        paths += write_recommendation(rec, sub)
+        md = recommendation_markdown(rec)
+        paths += write_recommendation(rec, sub, md)
         images = sweep_figures(sweeps(study), sub)
         if not study.sweep:
             images += joint_figures(study, sub)
@@ -287,12 +295,13 @@ def write_report(studies: list[LoadedStudy], recs: list[Recommendation], out: Pa
         paths += images + [sub / "trials.csv"]
         sections.append((f"{study.name} — {study.model}, "
                          f"{'one-at-a-time sweeps' if study.sweep else study.strategy}",
-                         (sub / "recommendations.md").read_text(encoding="utf-8"), images))
-    if len(studies) > 1:
-        images = comparison(studies, out)
+                         md, images))
+    table = compare(studies) if len(studies) > 1 else None
+    if table is not None and not table.empty:
+        md = comparison_markdown(table)
+        images = comparison(table, md, out)
         paths += images
-        sections.insert(0, ("Comparison", (out / "comparison.md").read_text(),
-                            [p for p in images if p.suffix == ".png"]))
+        sections.insert(0, ("Comparison", md, [p for p in images if p.suffix == ".png"]))
     summary = ["# emotune report\n"]
     for title, md, images in sections:
         summary.append(f"\n## {title}\n\n{md}\n")

@@ -32,30 +32,31 @@ DEFAULT_POINT = "default"
 class Param:
     name: str
     key: str  # the setting it drives, as accepted by --set
+    label: str  # shown in tables and figures
     log: bool = False  # plotted on a log axis
     aliases: tuple[str, ...] = ()
 
 
 PARAMS: dict[str, Param] = {p.name: p for p in (
-    Param("lr", "train.lr", log=True, aliases=("learning_rate",)),
-    Param("batch_size", "train.batch_size", aliases=("batch",)),
-    Param("units", "model.units", aliases=("filters",)),
-    Param("dropout", "model.dropout"),
-    Param("optimizer", "train.optimizer"),
-    Param("embedding", "model.embedding", aliases=("embedding_mode",)),
+    Param("lr", "train.lr", "Learning Rate", log=True, aliases=("learning_rate",)),
+    Param("batch_size", "train.batch_size", "Batch Size", aliases=("batch",)),
+    Param("units", "model.units", "Units", aliases=("filters",)),
+    Param("dropout", "model.dropout", "Dropout"),
+    Param("optimizer", "train.optimizer", "Optimizer"),
+    Param("embedding", "model.embedding", "Embedding", aliases=("embedding_mode",)),
     # beyond the six of the seed notebooks: searched only when named
-    Param("bidirectional", "model.bidirectional"),
-    Param("layers", "model.layers"),
-    Param("pooling", "model.pooling"),
-    Param("spatial_dropout", "model.spatial_dropout"),
-    Param("kernel_sizes", "model.kernel_sizes"),
-    Param("schedule", "train.schedule"),
-    Param("warmup_epochs", "train.warmup_epochs"),
-    Param("clipnorm", "train.clipnorm"),
-    Param("label_smoothing", "train.label_smoothing"),
-    Param("class_weight", "train.class_weight"),
-    Param("focal_gamma", "train.focal_gamma", aliases=("focal",)),
-    Param("weight_decay", "train.weight_decay", log=True),
+    Param("bidirectional", "model.bidirectional", "Bidirectional"),
+    Param("layers", "model.layers", "Layers"),
+    Param("pooling", "model.pooling", "Pooling"),
+    Param("spatial_dropout", "model.spatial_dropout", "Spatial Dropout"),
+    Param("kernel_sizes", "model.kernel_sizes", "Kernel Sizes"),
+    Param("schedule", "train.schedule", "LR Schedule"),
+    Param("warmup_epochs", "train.warmup_epochs", "Warm-up Epochs"),
+    Param("clipnorm", "train.clipnorm", "Clip Norm"),
+    Param("label_smoothing", "train.label_smoothing", "Label Smoothing"),
+    Param("class_weight", "train.class_weight", "Class Weight"),
+    Param("focal_gamma", "train.focal_gamma", "Focal Gamma", aliases=("focal",)),
+    Param("weight_decay", "train.weight_decay", "Weight Decay", log=True),
 )}
 CORE = ("lr", "batch_size", "units", "dropout", "optimizer", "embedding")  # --param all
 

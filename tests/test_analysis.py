@@ -144,6 +144,33 @@ def test_report_writes_figures_summary_and_self_contained_html(sweep_study, tmp_
     assert "src=\"sweep" not in page  # no file links: the page stands alone
 
 
+def test_report_renders_its_markdown_once_and_reads_nothing_back(tmp_path, monkeypatch):
+    # summary.md and index.html are built from the Markdown in memory, not from the files
+    # just written (recommendations.md, comparison.md).
+    from pathlib import Path
+
+    from emotune.report import recommendation_markdown
+
+    for name, sets in (("a", []), ("b", ["units=64"])):
+        run(tmp_path / name, study(["optimizer"]), FakeTrainer(), sets=sets)
+        (tmp_path / name / "study").rename(tmp_path / name / f"study-{name}")
+    studies = [load_study(tmp_path / n / f"study-{n}") for n in ("a", "b")]
+    recs = [recommend(st) for st in studies]
+
+    def no_reading(self, *args, **kwargs):
+        raise AssertionError(f"{self} was read back")
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "read_text", no_reading)
+        write_report(studies, recs, tmp_path / "cmp")
+    summary = (tmp_path / "cmp" / "summary.md").read_text()
+    for st, rec in zip(studies, recs):
+        md = recommendation_markdown(rec)
+        assert md in summary
+        assert (tmp_path / "cmp" / st.name / "recommendations.md").read_text() == md
+    assert (tmp_path / "cmp" / "comparison.md").read_text() in summary
+
+
 def test_comparison_of_several_studies(tmp_path, capsys):
     for name, sets in (("a", []), ("b", ["units=64"])):
         sub = tmp_path / name
@@ -186,8 +213,19 @@ def test_index_html_renders_in_headless_chromium(sweep_study, tmp_path):
     assert (rgb.max(axis=2) - rgb.min(axis=2) > 60).mean() > 0.01
 
 
-def test_every_parameter_has_a_table_label():
+def test_every_parameter_has_its_table_label():
+    # The labels come from space.PARAMS (one line per parameter); the reports in reports/ were
+    # drawn with these.
     from emotune.report import LABELS
     from emotune.space import PARAMS
 
-    assert set(LABELS) == set(PARAMS)
+    drawn_with = {
+        "lr": "Learning Rate", "batch_size": "Batch Size", "units": "Units",
+        "dropout": "Dropout", "optimizer": "Optimizer", "embedding": "Embedding",
+        "bidirectional": "Bidirectional", "layers": "Layers", "pooling": "Pooling",
+        "spatial_dropout": "Spatial Dropout", "kernel_sizes": "Kernel Sizes",
+        "schedule": "LR Schedule", "warmup_epochs": "Warm-up Epochs", "clipnorm": "Clip Norm",
+        "label_smoothing": "Label Smoothing", "class_weight": "Class Weight",
+        "focal_gamma": "Focal Gamma", "weight_decay": "Weight Decay"}
+    assert {k: LABELS[k] for k in drawn_with} == drawn_with
+    assert set(LABELS) == set(PARAMS) and all(p.label.strip() for p in PARAMS.values())

@@ -118,23 +118,21 @@ def test_final_train_refuses_to_overwrite(bundle):
     assert_one_line_error(proc, "already exists; choose another --name or add --overwrite")
 
 
-def test_seeds_table_mean_and_std():
+def test_seeds_table_mean_and_std(tmp_path):
     import pandas as pd
 
-    from emotune.final import seeds_table, write_seeds_report
+    from emotune.final import FinalEvaluation, seeds_table
+    from emotune.report_final import write_seeds_report
 
     y = np.array([0, 0, 1, 1])
     right, half = (np.eye(2)[[0, 0, 1, 1]] * 0.8 + 0.1, np.eye(2)[[0, 1, 1, 1]] * 0.8 + 0.1)
-    runs = [(seed, evaluate_split(y, p, ["a", "b"]),
-             {"val_accuracy": va, "val_macro_f1": va, "best_epoch": 2})
+    runs = [FinalEvaluation(f"x (seed {seed})", ("a", "b"), evaluate_split(y, p, ["a", "b"]),
+                            {"val_accuracy": va, "val_macro_f1": va, "best_epoch": 2}, seed)
             for seed, p, va in ((1, right, 0.9), (2, half, 0.8))]
     table = seeds_table(runs)
     assert table["test_accuracy"].tolist() == [1.0, 0.75]
     assert table["f1_a"].tolist() == pytest.approx([1.0, 2 / 3])
-    import tempfile
-    from pathlib import Path
-
-    out = Path(tempfile.mkdtemp())
+    out = tmp_path
     write_seeds_report(out, "x", table)
     summary = json.loads((out / "seeds.json").read_text())["summary"]
     assert summary["test_accuracy"]["mean"] == pytest.approx(0.875)
@@ -143,20 +141,37 @@ def test_seeds_table_mean_and_std():
     assert pd.read_csv(out / "seeds.csv")["seed"].tolist() == [1, 2]
 
 
-def test_final_train_with_seeds(bundle, tmp_path):
-    root = bundle[0].parent.parent
-    tiny_sets = tiny_settings(make_tiny_data(tmp_path), make_tiny_glove(tmp_path),
-                              tmp_path / "emb")
-    sets = [x for s in tiny_sets if not s.startswith("epochs") and not s.startswith("units")
-            for x in ("--set", s)]
-    assert main(["final-train", "--config", str(root / "tiny.yaml"), *sets, "--seeds", "3",
-                 "4", "--set", "epochs=2", "--models-dir", str(tmp_path / "models"),
-                 "--reports-dir", str(tmp_path / "reports")]) == 0
-    report = tmp_path / "reports" / "tiny" / "final"
+def _sets(root, *extra):
+    """--set flags for the tiny data and vectors under ``root`` (the ``bundle`` fixture's)."""
+    sets = tiny_settings(root / "tiny", root / "glove.tiny.8d.txt", root / "emb")
+    return [x for s in sets if not s.startswith("epochs") and not s.startswith("units")
+            for x in ("--set", s)] + [x for s in extra for x in ("--set", s)]
+
+
+def _files(folder):
+    """Every file under ``folder`` with its bytes: to check that nothing was touched."""
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def seeds_run(bundle, tmp_path_factory):
+    """`final-train --seeds 3 4` (two epochs each) of the tiny config; read, never changed."""
+    root, out = bundle[0].parent.parent, tmp_path_factory.mktemp("seeds")
+    set_quiet(True)
+    assert main(["final-train", "--config", str(root / "tiny.yaml"), *_sets(root, "epochs=2"),
+                 "--seeds", "3", "4", "--models-dir", str(out / "models"), "--reports-dir",
+                 str(out / "reports")]) == 0
+    return root, out
+
+
+def test_final_train_with_seeds(seeds_run, bundle, tmp_path):
+    root, out = seeds_run
+    report = out / "reports" / "tiny" / "final"
     runs = json.loads((report / "seeds.json").read_text())["runs"]
+    assert json.loads((report / "seeds.json").read_text())["name"] == "tiny"
     assert [r["seed"] for r in runs] == [3, 4]
     for seed in (3, 4):
-        metrics = json.loads((tmp_path / "models" / "tiny" / f"seed-{seed}" /
+        metrics = json.loads((out / "models" / "tiny" / f"seed-{seed}" /
                               "metrics.json").read_text())
         assert metrics["seed"] == seed
         assert metrics["test_accuracy"] == pytest.approx(runs[seed - 3]["test_accuracy"])
@@ -164,7 +179,7 @@ def test_final_train_with_seeds(bundle, tmp_path):
     assert "mean ± std" in (report / "final.md").read_text()
 
     # The seeds' ensemble: a bundle whose probabilities are the members' mean.
-    members = [str(tmp_path / "models" / "tiny" / f"seed-{s}") for s in (3, 4)]
+    members = [str(out / "models" / "tiny" / f"seed-{s}") for s in (3, 4)]
     assert main(["ensemble", *members, "--name", "tiny-ens", "--models-dir",
                  str(tmp_path / "models"), "--reports-dir", str(tmp_path / "ens")]) == 0
     texts = ["i feel so happy today", "so sad", "furious!!", "i am glad and calm"]
@@ -179,24 +194,130 @@ def test_final_train_with_seeds(bundle, tmp_path):
                           "not a readable model bundle")
 
     # The leaderboard: the two-seed model and a one-seed one, best val accuracy first.
-    shutil.copytree(bundle[1], tmp_path / "reports" / "single" / "final")
+    reports = tmp_path / "reports"
+    shutil.copytree(out / "reports", reports)
+    shutil.copytree(bundle[1], reports / "single" / "final")
     single = json.loads((bundle[1] / "test_metrics.json").read_text())
-    assert main(["leaderboard", "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert main(["leaderboard", "--reports-dir", str(reports)]) == 0
     from emotune.leaderboard import collect
 
-    rows, baseline = collect(tmp_path / "reports")
+    rows, baseline = collect(reports)
     assert baseline is None
     assert [r["val_accuracy"] for r in rows] == sorted((single["val_accuracy"], np.mean(
         [r["val_accuracy"] for r in runs])), reverse=True)
     (two,) = [r for r in rows if r["name"] == "tiny"]
     assert two["seeds"] == 2 and two["test_accuracy"] == pytest.approx(
         np.mean([r["test_accuracy"] for r in runs]))
-    text = (tmp_path / "reports" / "leaderboard.md").read_text()
+    text = (reports / "leaderboard.md").read_text()
     assert f"{two['test_accuracy']:.4f} ± " in text and "| single | 1 |" in text
     assert_one_line_error(run_cli("final-train", "--config", str(root / "tiny.yaml"),
                                   "--seeds", "1", "1"), "repeats a seed")
     assert_one_line_error(run_cli("final-train", "--config", str(root / "tiny.yaml"),
                                   "--seed", "1", "--seeds", "2"), "not both")
+
+
+def test_a_failed_overwrite_keeps_the_old_bundle_and_report(bundle, tmp_path, capsys):
+    model_dir, report = bundle
+    root = model_dir.parent.parent
+    models, reports = tmp_path / "models", tmp_path / "reports"
+    shutil.copytree(model_dir, models / "tiny")
+    shutil.copytree(report, reports / "tiny" / "final")
+    before = _files(models), _files(reports)
+    # An absurd learning rate: the loss becomes NaN and training raises a TrainingError.
+    assert main(["final-train", "--config", str(root / "tiny.yaml"),
+                 *_sets(root, "optimizer=sgd", "lr=1e39"), "--overwrite", "--models-dir",
+                 str(models), "--reports-dir", str(reports)]) == 1
+    assert "NaN" in capsys.readouterr().err
+    assert (_files(models), _files(reports)) == before  # nothing old touched, nothing left
+    assert [p.name for p in models.iterdir()] == ["tiny"]
+    assert [p.name for p in (reports / "tiny").iterdir()] == ["final"]
+
+
+def test_one_seed_replaces_an_earlier_run_and_is_on_the_leaderboard(seeds_run, tmp_path):
+    # `--seeds 7 --overwrite` over the two-seed run: the bundle and the report folder are
+    # replaced as a whole (no seed-3/ or seeds.json of the earlier run is left behind), and the
+    # one seed gets its top-level seeds report, so the leaderboard shows it.
+    root, out = seeds_run
+    models, reports = tmp_path / "models", tmp_path / "reports"
+    shutil.copytree(out / "models", models)
+    shutil.copytree(out / "reports", reports)
+    assert main(["final-train", "--config", str(root / "tiny.yaml"), *_sets(root, "epochs=1"),
+                 "--seeds", "7", "--overwrite", "--models-dir", str(models), "--reports-dir",
+                 str(reports)]) == 0
+    final = reports / "tiny" / "final"
+    assert sorted(p.name for p in (models / "tiny").iterdir()) == ["seed-7"]
+    assert sorted(p.name for p in final.iterdir() if p.is_dir()) == ["seed-7"]
+    seeds = json.loads((final / "seeds.json").read_text())
+    assert seeds["name"] == "tiny" and seeds["seeds"] == [7]
+    assert "tiny, 1 seed" in (final / "final.md").read_text()
+    seed7 = json.loads((final / "seed-7" / "test_metrics.json").read_text())
+    from emotune.leaderboard import collect
+
+    (row,), _ = collect(reports)
+    assert row["name"] == "tiny" and row["seeds"] == 1
+    assert row["test_accuracy"] == pytest.approx(seed7["test_accuracy"])
+    assert row["test_accuracy_std"] is None
+    assert main(["leaderboard", "--reports-dir", str(reports)]) == 0
+
+
+def _metrics(accuracy):
+    return {"val_accuracy": accuracy, "test_accuracy": accuracy, "test_macro_f1": accuracy,
+            "params": 10, "per_class": [{"label": "a", "f1": accuracy}]}
+
+
+def test_leaderboard_reads_the_newer_of_seeds_json_and_test_metrics(tmp_path):
+    import os
+
+    from emotune.leaderboard import collect
+
+    final = tmp_path / "m" / "final"
+    (final / "seed-1").mkdir(parents=True)
+    (final / "seed-1" / "test_metrics.json").write_text(json.dumps(_metrics(0.5)))
+    summary = {k: {"mean": 0.5, "std": 0.1} for k in ("val_accuracy", "test_accuracy",
+                                                      "test_macro_f1", "f1_a")}
+    (final / "seeds.json").write_text(json.dumps({"name": "m", "seeds": [1, 2],
+                                                  "summary": summary}))
+    (final / "test_metrics.json").write_text(json.dumps(_metrics(0.9)))
+    os.utime(final / "seeds.json", (1_000_000, 1_000_000))  # an earlier run's, left behind
+    (row,), _ = collect(tmp_path)
+    assert row["seeds"] == 1 and row["test_accuracy"] == 0.9
+    os.utime(final / "test_metrics.json", (999_000, 999_000))  # now seeds.json is the newer
+    (row,), _ = collect(tmp_path)
+    assert row["seeds"] == 2 and row["test_accuracy"] == 0.5
+
+
+def test_a_failed_ensemble_overwrite_keeps_the_old_one(seeds_run, tmp_path, monkeypatch):
+    _, out = seeds_run
+    members = [str(out / "models" / "tiny" / f"seed-{s}") for s in (3, 4)]
+    models, reports = tmp_path / "models", tmp_path / "reports"
+    shutil.copytree(members[0], models / "ens")  # stands in for an earlier ensemble
+    shutil.copytree(out / "reports" / "tiny" / "final" / "seed-3", reports / "ens" / "final")
+    before = _files(models), _files(reports)
+    argv = ["ensemble", *members, "--name", "ens", "--overwrite", "--models-dir", str(models),
+            "--reports-dir", str(reports)]
+
+    def fail(models_):
+        raise EmotuneError("the members cannot be combined")
+
+    import emotune.ensemble
+
+    with monkeypatch.context() as m:
+        m.setattr(emotune.ensemble, "average_model", fail)
+        assert main(argv) == 1
+    assert (_files(models), _files(reports)) == before
+    assert main(argv) == 0
+    assert json.loads((models / "ens" / "metrics.json").read_text())["members"] == members
+    assert "mean of 2 bundles" in (reports / "ens" / "final" / "final.md").read_text()
+    assert not (reports / "ens" / "final" / "curves.png").exists()
+
+
+def test_a_model_that_cannot_load_keeps_its_cause(bundle, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle[0], broken)
+    (broken / "model.keras").write_bytes(b"not a zip archive")
+    with pytest.raises(EmotuneError, match="model.keras cannot be loaded") as e:
+        load_bundle(broken)
+    assert e.value.__cause__ is not None  # `--debug` shows why
 
 
 def test_baseline_command(tmp_path, capsys):

@@ -1,0 +1,185 @@
+"""Draw and write what final.py computed: the report of a final model and of its seeds.
+
+``write_final_report`` turns one ``FinalEvaluation`` into ``final.md``, ``test_metrics.json``,
+``per_class.csv``, the confusion matrix (CSV, counts and row percent, and ``confusion.png``) and,
+for a trained model, ``history.csv`` and ``curves.png``. ``write_seeds_report`` writes the
+mean ± sample std over seeds (``final.md``, ``seeds.csv``, ``seeds.json``). Nothing here trains
+or evaluates; the Markdown is built by pure functions, then written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emotune.report import _plt, _save, md_table
+from emotune.results import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from emotune.final import FinalEvaluation, SplitMetrics
+
+FILES = ("final.md", "test_metrics.json", "per_class.csv", "confusion_counts.csv",
+         "confusion_percent.csv")
+
+
+def final_markdown(e: FinalEvaluation) -> str:
+    """The text of ``final.md`` for one evaluated model."""
+    m, val, labels = e.test, e.val, list(e.labels)
+    epochs = (f", best epoch {val['best_epoch']}/{val['epochs_run']}" if "best_epoch" in val
+              else "")
+    pc = [[r.label, f"{r.precision:.4f}", f"{r.recall:.4f}", f"{r.f1:.4f}", int(r.support)]
+          for r in m.per_class.itertuples()]
+    md = [f"# Final evaluation: {e.title}\n\n",
+          f"Test accuracy **{m.accuracy:.4f}**, macro-F1 **{m.macro_f1:.4f}**, weighted-F1 "
+          f"{m.weighted_f1:.4f}, cross-entropy {m.cross_entropy:.4f} "
+          f"({int(m.confusion.sum())} test texts, evaluated once). Selected on validation: "
+          f"val accuracy {val['val_accuracy']:.4f}, val macro-F1 {val['val_macro_f1']:.4f}"
+          f"{epochs}.\n\n",
+          "## Per class\n\n", md_table(pc, ["label", "precision", "recall", "F1", "support"]),
+          "\n## Confusion matrix (rows: true label; counts)\n\n",
+          md_table([[lab, *map(int, row)] for lab, row in zip(labels, m.confusion)],
+                   ["true \\ pred", *labels]),
+          "\n## Confusion matrix (row percent)\n\n",
+          md_table([[lab, *(f"{v:.1f}" for v in row)] for lab, row in
+                    zip(labels, m.confusion_percent)], ["true \\ pred", *labels]),
+          "\n![confusion](confusion.png)\n",
+          "" if e.history is None else "![curves](curves.png)\n"]
+    return "".join(md)
+
+
+def write_final_report(out: Path, e: FinalEvaluation) -> list[Path]:
+    """Write the report of one evaluated model into ``out`` (created if missing).
+
+    Args:
+        out: The report folder, e.g. ``reports/best-gru/final`` or its ``seed-<N>/``.
+        e: The evaluation; without a ``history`` (an ensemble) no curves are written.
+
+    Returns:
+        The files written: ``confusion.png``, ``curves.png`` (with a history), ``final.md``,
+        ``test_metrics.json``, ``per_class.csv``, ``confusion_counts.csv``,
+        ``confusion_percent.csv`` and ``history.csv`` (with a history).
+    """
+    import pandas as pd
+
+    m, labels = e.test, list(e.labels)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "test_metrics.json", {**m.as_dict(), **e.val})
+    atomic_write_text(out / "per_class.csv", m.per_class.to_csv(index=False))
+    counts = pd.DataFrame(m.confusion, index=labels, columns=labels)
+    pct = pd.DataFrame(m.confusion_percent.round(1), index=labels, columns=labels)
+    atomic_write_text(out / "confusion_counts.csv", counts.to_csv(index_label="true\\pred"))
+    atomic_write_text(out / "confusion_percent.csv", pct.to_csv(index_label="true\\pred"))
+    if e.history is not None:
+        atomic_write_text(out / "history.csv", e.history.to_csv(index=False))
+    atomic_write_text(out / "final.md", final_markdown(e))
+    paths = [confusion_figure(m, labels, out / "confusion.png")]
+    if e.history is None:
+        return paths + [out / f for f in FILES]
+    paths.append(training_curves_figure(e.history, out / "curves.png"))
+    return paths + [out / f for f in (*FILES, "history.csv")]
+
+
+def confusion_figure(m: SplitMetrics, labels: list[str], path: Path) -> Path:
+    """The confusion matrix side by side as counts and as row percent."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, data, title, fmt_ in ((axes[0], m.confusion, "counts", "d"),
+                                  (axes[1], m.confusion_percent, "row percent", ".1f")):
+        ax.imshow(data, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"Confusion matrix ({title})")
+        hi = data.max()
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                ax.text(j, i, format(data[i, j], fmt_), ha="center", va="center", fontsize=8,
+                        color="white" if data[i, j] > hi / 2 else "black")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def training_curves_figure(history: Any, path: Path) -> Path:
+    """Loss, accuracy, gradient norm and learning rate per epoch."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    e = history["epoch"]
+    axes[0].plot(e, history["loss"], label="train")
+    axes[0].plot(e, history["val_loss"], label="val")
+    axes[0].set_title("loss")
+    axes[1].plot(e, history["accuracy"], label="train")
+    axes[1].plot(e, history["val_accuracy"], label="val")
+    axes[1].set_title("accuracy")
+    axes[2].plot(e, history["grad_norm"], color="purple")
+    axes[2].set_title("gradient norm (512 training rows)")
+    axes[3].plot(e, history["learning_rate"], color="gray")
+    axes[3].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- several seeds
+
+
+def seeds_summary(table: Any) -> dict[str, dict[str, float | None]]:
+    """Each column's mean and sample std over seeds (std None for one seed)."""
+    cols = [c for c in table.columns if c != "seed"]
+    mean, std = table[cols].mean(), table[cols].std(ddof=1)
+    one = len(table) == 1
+    return {c: {"mean": float(mean[c]), "std": None if one else float(std[c])} for c in cols}
+
+
+def seeds_markdown(name: str, table: Any) -> str:
+    """The text of the seeds report's ``final.md``."""
+    cols = [c for c in table.columns if c != "seed"]
+    summary = seeds_summary(table)
+
+    def fmt(c: str, v: float) -> str:
+        return str(int(v)) if c == "best_epoch" else f"{v:.4f}"
+
+    rows = [[int(r["seed"]), *(fmt(c, r[c]) for c in cols)] for _, r in table.iterrows()]
+    acc, f1 = summary["test_accuracy"], summary["test_macro_f1"]
+    if len(table) == 1:
+        seed = int(table["seed"].iloc[0])
+        return "".join([
+            f"# Final evaluation: {name}, 1 seed\n\n",
+            f"Test accuracy **{acc['mean']:.4f}**, macro-F1 **{f1['mean']:.4f}** (seed {seed}; "
+            f"one seed, so no spread over seeds). The configuration was chosen on validation; "
+            f"the model was evaluated once on the test split. Its full report: "
+            f"`seed-{seed}/final.md`.\n\n",
+            md_table(rows, ["seed", *cols])])
+    rows.append(["mean ± std", *(f"{summary[c]['mean']:.4f} ± {summary[c]['std']:.4f}"
+                                 for c in cols)])
+    return "".join([
+        f"# Final evaluation: {name}, {len(table)} seeds\n\n",
+        f"Test accuracy **{acc['mean']:.4f} ± {acc['std']:.4f}**, "
+        f"macro-F1 **{f1['mean']:.4f} ± {f1['std']:.4f}** (mean ± "
+        f"sample std over seeds {', '.join(map(str, table['seed']))}). The configuration "
+        f"was chosen on validation; each seed's model was evaluated once on the test split. "
+        f"Each seed's full report: `seed-<seed>/final.md`.\n\n",
+        md_table(rows, ["seed", *cols])])
+
+
+def write_seeds_report(out: Path, name: str, table: Any) -> list[Path]:
+    """final.md, seeds.csv and seeds.json for one configuration trained with seeds.
+
+    Args:
+        out: The report folder (``reports/<name>/final``), beside the ``seed-<N>/`` reports.
+        name: The bundle and report name, recorded as ``seeds.json``'s ``name``.
+        table: ``final.seeds_table(...)``: one row per seed.
+
+    Returns:
+        The three files written.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "seeds.csv", table.to_csv(index=False))
+    atomic_write_json(out / "seeds.json", {"name": name, "seeds": table["seed"].tolist(),
+                                           "summary": seeds_summary(table),
+                                           "runs": table.to_dict("records")})
+    atomic_write_text(out / "final.md", seeds_markdown(name, table))
+    return [out / f for f in ("final.md", "seeds.csv", "seeds.json")]
