@@ -158,3 +158,32 @@ def test_search_usage_errors(tiny_data):
     assert_one_line_error(run_cli("search", "--param", "lr", "--budget", "soon"),
                           "not a duration")
     assert_one_line_error(run_cli("search", "--strategy", "genetic"), "invalid choice", 2)
+
+
+# ---------------------------------------------------------------- the one table helper
+
+
+def test_render_every_format():
+    from emotune.tables import render
+
+    rows = [{"name": "a|b", "acc": 0.91234, "n": 3, "p": {"joy": 0.5}},
+            {"name": "c, d", "acc": float("nan"), "n": None}]
+    assert render(rows, fmt="table") == ("name     acc     n   p.joy\n"
+                                         " a|b  0.9123     3  0.5000\n"
+                                         "c, d     nan  None")
+    assert render(rows, ["name", "acc"], "table", align="<", sep=" | ") == (
+        "name | acc\na|b  | 0.9123\nc, d | nan")
+    assert render(rows, ["n"], min_width={"n": 4}) == "   n\n   3\nNone"
+    assert render(rows, fmt="markdown").split("\n") == [
+        "| name | acc | n | p.joy |", "|---|---|---|---|", "| a\\|b | 0.9123 | 3 | 0.5000 |",
+        "| c, d | nan | None |  |"]
+    assert render(rows, fmt="csv").split("\n") == [
+        "name,acc,n,p.joy", "a|b,0.91234,3,0.5", '"c, d",,,']
+    assert json.loads(render(rows, fmt="json")) == [
+        {"name": "a|b", "acc": 0.91234, "n": 3, "p": {"joy": 0.5}},
+        {"name": "c, d", "acc": None, "n": None}]
+    assert json.loads(render(pd.DataFrame(rows[:1]), ["n", "name"], "json")) == [
+        {"n": 3, "name": "a|b"}]
+    assert render([], ["x", "y"], "csv") == "x,y"
+    with pytest.raises(ValueError, match="Received: fmt='yaml'"):
+        render(rows, fmt="yaml")
