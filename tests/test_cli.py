@@ -196,6 +196,15 @@ def test_every_command_has_one_class_with_its_parser():
     assert build_parser().parse_args(["search", "--role", "worker"]).role == "worker"
 
 
+def test_prune_help_says_what_the_bar_is_for_sweeps_and_joint_searches(capsys):
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    prune = text[text.index("--prune "):text.index("--budget DURATION ")]
+    assert "one-at-a-time sweeps the default configuration's curve" in prune
+    assert "random searches the median of the finished trials" in prune
+
+
 def test_a_bad_format_is_a_one_line_usage_error():
     assert_one_line_error(run_cli("leaderboard", "--format", "yaml"),
                           "invalid choice: 'yaml'", 2)

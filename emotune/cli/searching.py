@@ -32,8 +32,12 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, metavar="K",
                    help="train every configuration with K seeds; keep mean and std")
     p.add_argument("--prune", action="store_true",
-                   help="median stopping: stop a trial whose val accuracy falls below the "
-                        "median of finished trials at the same epoch (grid/bayesian/random)")
+                   help="after search.prune_warmup epochs, stop a trial whose best val "
+                        "accuracy so far is below the bar at the same epoch: in one-at-a-time "
+                        "sweeps the default configuration's curve; in grid, bayesian and "
+                        "random searches the median of the finished trials (once "
+                        "search.prune_min_trials have finished); hyperband ignores it (it "
+                        "stops trials its own way)")
     p.add_argument("--budget", metavar="DURATION",
                    help="start no new trial after this long (e.g. 15m, 1h30m); the current "
                         "one finishes; rerun to continue")
