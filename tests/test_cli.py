@@ -60,6 +60,19 @@ def test_train_writes_a_run_folder(tiny_sets, tmp_path, capsys):
     assert (out / "metrics.json").read_text() == before
 
 
+def test_train_csv(tiny_sets, tmp_path, capsys):
+    out = tmp_path / "run"
+    sets = [x for s in tiny_sets for x in ("--set", s)]
+    assert main(["train", *sets, "--epochs", "1", "--out", str(out), "--format", "csv"]) == 0
+    printed = capsys.readouterr()
+    header, row = printed.out.splitlines()
+    assert header == "run_folder,val_accuracy,val_loss,val_macro_f1,best_epoch,epochs_run,seconds"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert row.split(",")[:3] == [str(out), str(metrics["val_accuracy"]),
+                                  str(metrics["val_loss"])]
+    assert f"run folder: {out}" in printed.err
+
+
 def test_data_info_json(tiny_data, capsys):
     assert main(["data", "info", "--data", str(tiny_data), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
