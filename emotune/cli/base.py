@@ -53,7 +53,7 @@ class Output:
             yield
 
     def text(self, text: str) -> None:
-        """Print ``text`` as it is (``--format table`` output); a final newline is added."""
+        """Print ``text`` on the data stream as it is, with one final newline."""
         print(text.rstrip("\n"), file=self.stream)
 
     def note(self, line: str = "") -> None:
@@ -72,7 +72,8 @@ class Output:
             markdown: the ``markdown`` output when it differs from the records (a report's
                 rounded "mean ± std" cells).
             document: the ``json`` output when it is richer than the rows.
-            **style: ``headers``, ``cells``, ``align``... for ``table`` and ``markdown``.
+            **style: ``headers``, ``cells``, ``align``... for ``table`` and ``markdown`` (CSV
+                and JSON keep the raw values).
         """
         if self.fmt == "table" and table is not None:
             return self.text(table)
@@ -80,8 +81,6 @@ class Output:
             return self.text(markdown)
         if self.fmt == "json" and document is not None:
             return self.text(json.dumps(plain(document), indent=2))
-        if self.fmt in ("json", "csv"):
-            style = {}
         self.text(render(records, columns, self.fmt, **style))
 
 
