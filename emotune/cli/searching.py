@@ -1,0 +1,266 @@
+"""``emotune search``, ``chief`` and ``worker``: run (or resume) a KerasTuner study."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from emotune.cli.base import (
+    Command,
+    add_config_options,
+    add_model_option,
+    import_tensorflow_quietly,
+    load_config,
+)
+from emotune.errors import EmotuneError
+from emotune.search import STRATEGIES
+from emotune.tables import cell
+
+
+def add_study_options(p: argparse.ArgumentParser) -> None:
+    """What defines a study and how it runs: shared by search, chief and worker."""
+    add_model_option(p)
+    p.add_argument("--param", metavar="NAME",
+                   help="parameter(s) to sweep one at a time: lr, batch_size, units, dropout, "
+                        "optimizer, embedding (comma-separated), or all")
+    p.add_argument("--strategy", choices=STRATEGIES,
+                   help="joint search over all parameters (or those given by --param)")
+    p.add_argument("--trials", type=int, help="joint searches: at most N trials "
+                                              "(search.trials, default 20)")
+    p.add_argument("--repeats", type=int, metavar="K",
+                   help="train every configuration with K seeds; keep mean and std")
+    p.add_argument("--prune", action="store_true",
+                   help="after search.prune_warmup epochs, stop a trial whose best val "
+                        "accuracy so far is below the bar at the same epoch: in one-at-a-time "
+                        "sweeps the default configuration's curve; in grid, bayesian and "
+                        "random searches the median of the finished trials (once "
+                        "search.prune_min_trials have finished); hyperband ignores it (it "
+                        "stops trials its own way)")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="start no new trial after this long (e.g. 15m, 1h30m); the current "
+                        "one finishes; rerun to continue")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="train on a stratified subsample of N training rows (smoke runs)")
+    p.add_argument("--epochs", type=int, help="at most this many epochs per trial")
+    p.add_argument("--project", metavar="DIR",
+                   help="study folder (default: runs/<model>-<param or strategy>)")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep every trial's model, not only the best one")
+    add_config_options(p)
+
+
+def _overwrite_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
+
+
+def study_from_args(args: argparse.Namespace, config: Any) -> Any:
+    """The ``search.StudySpec`` that --param or --strategy describe, checked."""
+    from emotune.search import StudySpec
+    from emotune.space import CORE, SearchSpace, resolve_param
+
+    if not args.param and not args.strategy:
+        raise EmotuneError("say what to search: --param NAME (or all) for a one-at-a-time "
+                           "sweep, or --strategy grid|bayesian|random|hyperband for a joint "
+                           "search")
+    names = [n.strip() for n in (args.param or "all").split(",") if n.strip()]
+    params = list(CORE) if names == ["all"] else [resolve_param(n) for n in names]
+    if len(set(params)) != len(params):
+        raise EmotuneError(f"--param names a parameter twice: {args.param}")
+    strategy = args.strategy or "sweep"
+    sweep = strategy == "sweep"
+    SearchSpace(config, params, sweep)  # checks every value before any data is read
+    trials = None if sweep or strategy == "hyperband" else config.search.trials
+    return StudySpec(config.model.type, tuple(params), strategy, trials, config.search.repeats,
+                     args.sample, config.search.prune)
+
+
+class Search(Command):
+    name = "search"
+    help = "one-at-a-time sweeps and joint KerasTuner searches"
+    description = ("Search hyperparameters with KerasTuner. --param NAME sweeps one parameter "
+                   "over its values (search.sweeps) with the others at their defaults; "
+                   "--param all runs the six sweeps as one study, training the shared default "
+                   "configuration once; --strategy runs a joint search. Every trial uses early "
+                   "stopping; the objective is val accuracy at the best epoch. Running the "
+                   "same command again resumes the study. Prints the five best trials.")
+    prints_data = True
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_study_options(parser)
+        _overwrite_option(parser)
+        parser.add_argument("--workers", type=int, metavar="N",
+                            help="run N trials at a time: a KerasTuner chief and N worker "
+                                 "processes on this machine, each with its share of the cores")
+        parser.add_argument("--role", choices=["chief", "worker"], help=argparse.SUPPRESS)
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from emotune.data import subsample
+        from emotune.progress import log
+        from emotune.search import parse_budget, run_search
+        from emotune.space import CORE
+        from emotune.train import load_inputs
+
+        extra: dict[str, Any] = {"model.type": args.model} if args.model else {}
+        for key, value in (("search.trials", args.trials), ("search.repeats", args.repeats),
+                           ("train.epochs", args.epochs)):
+            if value is not None:
+                extra[key] = value
+        if args.prune:
+            extra["search.prune"] = True
+        config = load_config(args, extra)
+        budget_s = parse_budget(args.budget)
+        if args.sample is not None and args.sample < 1:
+            raise EmotuneError(f"--sample must be a positive number of rows. Received: "
+                               f"{args.sample}")
+        study = study_from_args(args, config)
+        label = "all" if study.params == CORE else "-".join(study.params)
+        name = f"{study.model}-{label}" if study.sweep else f"{study.model}-{study.strategy}"
+        project = Path(args.project or Path("runs") / name)
+        workers = getattr(args, "workers", None)
+        if workers is not None and workers < 1:
+            raise EmotuneError(f"--workers must be >= 1. Received: {workers}")
+        supervised = bool(getattr(args, "role", None))  # a process of --workers (hidden --role)
+        if workers and workers > 1 and not supervised:
+            return self._with_workers(args, study, project)
+        _, prepared, embedding = load_inputs(config)
+        if args.sample:
+            prepared = subsample(prepared, args.sample, config.data.split_seed)
+        if not args.debug:
+            import_tensorflow_quietly()
+        log(f"study {project}: {study.describe()}; {len(prepared.train.labels)} training rows"
+            f"{f', {study.repeats} seeds each' if study.repeats > 1 else ''}")
+        # The supervisor of --workers holds the study's lock; so does `emotune chief`, for its
+        # workers (`emotune worker` may run on the chief's machine too).
+        outcome = run_search(study, config, prepared, embedding, project=project,
+                             overwrite=getattr(args, "overwrite", False) and not supervised,
+                             keep_models=args.keep_models, budget_s=budget_s,
+                             lock=not supervised and args.command != "worker")
+        if supervised:  # the supervisor prints the summary
+            return 0
+        self._summary(study, outcome.trials, project, outcome.trained_now, outcome.seconds,
+                      args.budget if outcome.budget_spent else None)
+        return 0
+
+    def _with_workers(self, args: argparse.Namespace, study: Any, project: Path) -> int:
+        """Re-run this command as a KerasTuner chief and workers (see emotune.cluster)."""
+        from emotune.cluster import run_cluster
+        from emotune.results import clear_project, load_trials, study_lock
+
+        argv, skip = [], False
+        for a in args.argv:
+            if skip:
+                skip = False
+            elif a == "--workers":
+                skip = True
+            elif not a.startswith("--workers=") and a != "--overwrite":
+                argv.append(a)
+        if not args.project:
+            argv += ["--project", str(project)]
+        with study_lock(project, " ".join(["emotune", *args.argv])):
+            if args.overwrite:
+                clear_project(project)
+            before = len(load_trials(project)) if (project / "kt").is_dir() else 0
+            result = run_cluster(argv, args.workers, project / "chief.log")
+        frame = load_trials(project)
+        self._summary(study, frame, project, len(frame) - before, result.seconds, None)
+        if result.restarts:
+            self.out.note(f"{result.restarts} worker restart(s): their trials were resumed")
+        return 0
+
+    def _summary(self, study: Any, frame: Any, project: Path, trained_now: int,
+                 seconds: float, budget: str | None) -> None:
+        """The five best trials, then how many ran and where the rest are."""
+        from emotune.results import top, write_trials_csv
+
+        if (project / "kt").is_dir():
+            frame = write_trials_csv(project)
+        best = top(frame, 5)
+        cols = ["trial_id", "status", *study.params, "val_accuracy", "val_loss", "best_epoch",
+                "epochs_run", "seconds"]
+        if study.repeats > 1:
+            cols.insert(cols.index("val_loss"), "val_accuracy_std")
+        if not best.empty or self.out.machine:  # an empty table is still a table to parse
+            self.out.records(best, cols, cells={"lr": _lr})
+        counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
+        self.out.note(f"{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}"
+                      f"); {trained_now} trained in this run, {seconds:.0f}s")
+        if budget:
+            self.out.note(f"budget {budget} spent: no new trial was started; run the same "
+                          f"command again to continue")
+        self.out.note(f"trials: {project / 'trials.csv'}")
+
+
+def _lr(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else cell(value)
+
+
+class Chief(Search):
+    name = "chief"
+    help = "serve a search to workers on other machines"
+    description = ("Serve a search to `emotune worker` processes on other machines "
+                   "(KerasTuner's distributed mode: the chief runs the oracle over gRPC and "
+                   "trains nothing). Takes the same study options as `search`; every worker "
+                   "must be given the same ones and the same --project, on a folder all "
+                   "machines share. Exits when the study is done and every worker has "
+                   "finished. README: \"Several machines\".")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_study_options(parser)
+        _overwrite_option(parser)
+        parser.add_argument("--host", default="0.0.0.0",
+                            help="address to listen on (default: all interfaces)")
+        parser.add_argument("--port", type=int, default=8000,
+                            help="port to listen on (default 8000)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        """`emotune search` as KerasTuner's chief: serves the oracle on --host:--port."""
+        from emotune.cluster import serve_env
+        from emotune.progress import log
+
+        if not 0 < args.port < 65536:
+            raise EmotuneError(f"--port must be between 1 and 65535. Received: {args.port}")
+        os.environ.update(serve_env(args.host, args.port))
+        log(f"KerasTuner chief on {args.host}:{args.port}; start workers with: emotune worker "
+            f"--chief <this host>:{args.port} <the same study options>")
+        return super().take_action(args)
+
+
+class Worker(Search):
+    name = "worker"
+    help = "train trials served by an `emotune chief`"
+    description = ("Pull trials from an `emotune chief`, train them and report back, until the "
+                   "study is done. Give the same study options and --project as the chief. A "
+                   "worker that died is restarted with the same command (the same --id): the "
+                   "chief hands it back the trial it was running.")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_study_options(parser)
+        parser.add_argument("--chief", required=True, metavar="HOST:PORT",
+                            help="where `emotune chief` listens, e.g. 10.0.0.5:8000")
+        parser.add_argument("--id", dest="worker_id", metavar="NAME",
+                            help="this worker's KerasTuner id, unique per worker (default: the "
+                                 "host name); reuse it when restarting a worker")
+        parser.add_argument("--threads", type=int, metavar="N",
+                            help="TensorFlow threads for this worker (default: all cores)")
+        parser.add_argument("--wait", type=float, default=300, metavar="SECONDS",
+                            help="give up if the chief does not answer within this long "
+                                 "(default 300)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        """`emotune search` as a KerasTuner worker of the chief at --chief HOST:PORT."""
+        import socket
+
+        from emotune.cluster import parse_address, wait_for, worker_env
+
+        host, port = parse_address(args.chief)
+        if args.threads is not None and args.threads < 1:
+            raise EmotuneError(f"--threads must be >= 1. Received: {args.threads}")
+        if not wait_for(host, port, args.wait):
+            raise EmotuneError(f"no KerasTuner chief answers at {host}:{port} after "
+                               f"{args.wait:g}s; start `emotune chief --port {port}` there "
+                               f"first, or check the address and firewall")
+        os.environ.update(worker_env(args.worker_id or socket.gethostname(), port,
+                                     args.threads, host=host))
+        return super().take_action(args)

@@ -1,0 +1,265 @@
+"""``emotune recommend``, ``report``, ``leaderboard`` and ``baseline``: read results, print and
+write tables."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from emotune.cli.base import Command, add_config_options, load_config
+from emotune.errors import EmotuneError
+from emotune.tables import render
+
+RECOMMEND_COLUMNS = ["study", "parameter", "searched", "recommended", "best_value",
+                     "val_accuracy", "val_accuracy_std", "val_loss", "val_loss_std", "n",
+                     "runner_up", "within_spread"]
+BASELINE_COLUMNS = ["baseline", "label", "C", "val_accuracy", "val_macro_f1", "test_accuracy",
+                    "test_macro_f1"]
+
+
+def _recommendations(projects: list[str]) -> list[tuple[Any, Any]]:
+    from emotune.analysis import load_study, recommend
+
+    studies = [load_study(p) for p in projects]
+    return [(st, recommend(st)) for st in studies]
+
+
+def _trial_count(done: Any) -> str:
+    pruned = int((done["status"] == "pruned").sum()) if len(done) else 0
+    return f"{len(done)} trials" + (f", {pruned} of them pruned" if pruned else "")
+
+
+def _setting(value: Any) -> str:
+    """A parameter value for reading: floats as written in a config (``0.001``, not 0.0010)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def recommendation_table(rec: Any) -> str:
+    """The printed recommendation: one row per parameter, then the combined configuration."""
+    from emotune.report import recommendation_rows
+
+    head = ["Hyperparameter", "Best Value", "Val Accuracy", "Val Loss"]
+    rows = [dict(zip(head, r)) for r in recommendation_rows(rec)]
+    lines = [render(rows, head, align="<", sep="   "), ""]
+    lines.append("Recommended: " + " ".join(f"{k}={_setting(v)}" for k, v in rec.values.items()))
+    lines.append(f"Expected: val accuracy {rec.expected_accuracy:.4f}, val loss "
+                 f"{rec.expected_loss:.4f} ({rec.basis})")
+    b = rec.best_trial
+    lines.append(f"Best trained: trial {b['trial_id']} val accuracy {b['val_accuracy']:.4f}, "
+                 f"val loss {b['val_loss']:.4f}")
+    lines += [f"Note: {n}" for n in rec.notes]
+    return "\n".join(lines)
+
+
+def parameter_records(rec: Any) -> list[dict[str, Any]]:
+    """One record per searched parameter (its best value and numbers), then one per other
+    parameter of the recommended configuration (its value alone)."""
+    out = [{"study": rec.study, "parameter": s.param, "searched": True,
+            "recommended": rec.values.get(s.param), "best_value": s.best.value,
+            "val_accuracy": s.best.val_accuracy, "val_accuracy_std": s.best.val_accuracy_std,
+            "val_loss": s.best.val_loss, "val_loss_std": s.best.val_loss_std, "n": s.best.n,
+            "runner_up": None if s.runner_up is None else s.runner_up.value,
+            "within_spread": s.within_spread} for s in rec.rows]
+    searched = {s.param for s in rec.rows}
+    out += [{"study": rec.study, "parameter": k, "searched": False, "recommended": v}
+            for k, v in rec.values.items() if k not in searched]
+    return out
+
+
+class Recommend(Command):
+    name = "recommend"
+    help = "best value per parameter and a configuration"
+    description = ("For each searched parameter: its best value with val accuracy and loss "
+                   "(mean ±std with --repeats); the recommended combined configuration and its "
+                   "expected val accuracy. Writes reports/<study>/recommendations.{md,csv,json} "
+                   "and experiments/recommended-<study>.yaml (accepted by train and "
+                   "final-train). Uses the validation split only.")
+    prints_data = True
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--project", nargs="+", required=True, metavar="DIR",
+                            help="study folder(s) of `emotune search`")
+        parser.add_argument("--reports-dir", default="reports", metavar="DIR")
+        parser.add_argument("--experiments-dir", default="experiments", metavar="DIR")
+        parser.add_argument("--config-out", metavar="FILE",
+                            help="write the configuration here instead of "
+                                 "<experiments-dir>/recommended-<study>.yaml (one study only)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from emotune.analysis import recommended_config
+        from emotune.config import save_config
+        from emotune.report import write_recommendation
+
+        if args.config_out and len(args.project) > 1:
+            raise EmotuneError("--config-out names one file: give one --project with it")
+        records, documents = [], []
+        for study, rec in _recommendations(args.project):
+            kind = "one-at-a-time sweeps" if study.sweep else study.strategy
+            self.out.note(f"== {study.name} ({study.model}, {kind}, {_trial_count(study.done)})")
+            if not self.out.machine:
+                self.out.text(recommendation_table(rec))
+            files = write_recommendation(rec, Path(args.reports_dir) / study.name)
+            exp = Path(args.config_out or Path(args.experiments_dir) /
+                       f"recommended-{study.name}.yaml")
+            exp.parent.mkdir(parents=True, exist_ok=True)
+            save_config(recommended_config(study, rec), exp)
+            self.out.note(f"written: {', '.join(str(f) for f in files)}, {exp}")
+            self.out.note()
+            rows = parameter_records(rec)
+            records += rows
+            documents.append({
+                "study": study.name, "model": study.model, "search": kind,
+                "trials": len(study.done), "recommended": rec.values,
+                "expected_val_accuracy": rec.expected_accuracy,
+                "expected_val_loss": rec.expected_loss, "basis": rec.basis,
+                "best_trial": rec.best_trial,
+                "parameters": [{k: v for k, v in r.items() if k != "study"} for r in rows],
+                "notes": list(rec.notes), "config": str(exp)})
+        if self.out.machine:
+            values = {c: _setting for c in ("recommended", "best_value")}
+            self.out.records(records, RECOMMEND_COLUMNS, document=documents,
+                             cells={**values, "runner_up": _setting})
+        return 0
+
+
+class Report(Command):
+    name = "report"
+    help = "figures, tables and index.html for studies"
+    description = ("Write reports/<study>/: a plot per parameter (best marked), best value "
+                   "per parameter, all sweeps side by side, per-trial curves, for joint "
+                   "searches the history, parallel coordinates and importance; with several "
+                   "studies a comparison. Plus summary.md, trials.csv and a self-contained "
+                   "index.html.")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--project", nargs="+", required=True, metavar="DIR",
+                            help="study folder(s); several give a comparison (e.g. gru vs "
+                                 "lstm vs cnn)")
+        parser.add_argument("--reports-dir", default="reports", metavar="DIR")
+        parser.add_argument("--out", metavar="DIR",
+                            help="report folder (default: reports/<study>)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from emotune.report import write_report
+
+        pairs = _recommendations(args.project)
+        studies, recs = [p[0] for p in pairs], [p[1] for p in pairs]
+        name = studies[0].name if len(studies) == 1 else "compare-" + "-".join(
+            s.name for s in studies)
+        out = Path(args.out) if args.out else Path(args.reports_dir) / name
+        paths = write_report(studies, recs, out)
+        self.out.note(f"{len(paths)} files in {out}; open {out / 'index.html'}")
+        return 0
+
+
+def _pm(mean: float, std: float | None) -> str:
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def leaderboard_records(rows: list[dict[str, Any]], baseline: dict[str, Any] | None
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[str, str]]:
+    """``leaderboard.collect``'s rows and baselines as records (for CSV and JSON) and as
+    rounded cells with their titles (the table of leaderboard.md)."""
+    classes = sorted({k for r in rows for k in r if k.startswith("f1_")})
+    titles = {"name": "model", "seeds": "seeds", "params": "parameters",
+              "val_accuracy": "val acc", "test_accuracy": "test acc",
+              "test_macro_f1": "test macro-F1", **{c: f"F1 {c[3:]}" for c in classes}}
+    shown = [{"name": r["name"], "seeds": str(r["seeds"]),
+              "params": f"{r['params']:,}" if r["params"] else "",
+              "val_accuracy": f"{r['val_accuracy']:.4f}",
+              "test_accuracy": _pm(r["test_accuracy"], r["test_accuracy_std"]),
+              "test_macro_f1": _pm(r["test_macro_f1"], r["test_macro_f1_std"]),
+              **{c: f"{r[c]:.3f}" if c in r else "" for c in classes}} for r in rows]
+    records = list(rows)
+    if baseline:
+        m, t = baseline["majority"], baseline["tfidf_logreg"]
+        for name, b in ((f"baseline: TF-IDF + logistic regression (C={t['C']:g})", t),
+                        (f"baseline: majority class ({m['label']})", m)):
+            scores = {"val_accuracy": b["val"]["accuracy"],
+                      "test_accuracy": b["test"]["accuracy"],
+                      "test_macro_f1": b["test"]["macro_f1"]}
+            records.append({"name": name, **scores})
+            shown.append({"name": name, **{k: f"{v:.4f}" for k, v in scores.items()}})
+    return records, shown, titles
+
+
+class Leaderboard(Command):
+    name = "leaderboard"
+    help = "all final models and baselines in one table"
+    description = ("Every model final-train wrote to the reports folder (mean ± std over "
+                   "seeds where it has several) and the baselines, best validation accuracy "
+                   "first, with test accuracy, macro-F1 and per-class F1. Writes "
+                   "<reports-dir>/leaderboard.md.")
+    prints_data = True
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--reports-dir", default="reports", metavar="DIR")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from emotune.leaderboard import collect, write_leaderboard
+
+        reports = Path(args.reports_dir)
+        if not reports.is_dir():
+            raise EmotuneError(f"--reports-dir {reports} does not exist; give the folder "
+                               f"final-train wrote to (default: reports)")
+        out, _ = write_leaderboard(reports)
+        records, shown, titles = leaderboard_records(*collect(reports))
+        md = render(shown, list(titles), "markdown", headers=titles)
+        self.out.records(records, table=md, markdown=md)
+        self.out.note(f"written: {out}")
+        return 0
+
+
+def baseline_records(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The two baselines of ``baseline.baselines`` as records."""
+    m, t = result["majority"], result["tfidf_logreg"]
+    return [{"baseline": name, **extra, "val_accuracy": r["val"]["accuracy"],
+             "val_macro_f1": r["val"]["macro_f1"], "test_accuracy": r["test"]["accuracy"],
+             "test_macro_f1": r["test"]["macro_f1"]}
+            for name, extra, r in (("majority", {"label": m["label"]}, m),
+                                   ("tfidf_logreg", {"C": t["C"]}, t))]
+
+
+def baseline_table(result: dict[str, Any]) -> str:
+    """The Markdown table of baseline.md."""
+    m, t = result["majority"], result["tfidf_logreg"]
+    names = [f"majority class ({m['label']})",
+             f"TF-IDF 1-2 grams + logistic regression (C={t['C']:g}, chosen on val)"]
+    titles = {"baseline": "baseline", "val_accuracy": "val acc",
+              "val_macro_f1": "val macro-F1", "test_accuracy": "test acc",
+              "test_macro_f1": "test macro-F1"}
+    rows = [{**r, "baseline": n} for r, n in zip(baseline_records(result), names)]
+    return render(rows, list(titles), "markdown", headers=titles,
+                  cells=dict.fromkeys(list(titles)[1:], "{:.4f}".format))
+
+
+class Baseline(Command):
+    name = "baseline"
+    help = "majority class and TF-IDF + logistic regression"
+    description = ("Scores for scale on the same splits: the majority class, and TF-IDF "
+                   "(word 1-2 grams) + logistic regression with C chosen on val. Writes "
+                   "reports/baseline/baseline.{md,json}.")
+    prints_data = True
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_config_options(parser)
+        parser.add_argument("--reports-dir", default="reports", metavar="DIR")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from emotune.baseline import baseline_markdown, baselines
+        from emotune.data import load_dataset
+        from emotune.results import atomic_write_json, atomic_write_text
+
+        config = load_config(args)
+        result = baselines(load_dataset(config.data))
+        out = Path(args.reports_dir) / "baseline"
+        atomic_write_json(out / "baseline.json", result)
+        atomic_write_text(out / "baseline.md",
+                          "# Baselines (same splits)\n\n" + baseline_markdown(result))
+        table = baseline_table(result)
+        self.out.records(baseline_records(result), BASELINE_COLUMNS, table=table,
+                         markdown=table)
+        self.out.note(f"written: {out / 'baseline.md'}, {out / 'baseline.json'}")
+        return 0
+
