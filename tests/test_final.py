@@ -93,6 +93,7 @@ def test_predict_uses_the_training_tokenisation(bundle, capsys):
     assert row["label"] == "joy" and set(row["probabilities"]) == {"joy", "sadness", "anger"}
 
 
+@pytest.mark.slow
 def test_broken_bundles_are_clear_errors(bundle, tmp_path):
     model_dir, _ = bundle
     broken = tmp_path / "broken"
@@ -143,6 +144,7 @@ def test_seeds_table_mean_and_std():
     assert pd.read_csv(out / "seeds.csv")["seed"].tolist() == [1, 2]
 
 
+@pytest.mark.slow
 def test_final_train_with_seeds(bundle, tmp_path):
     root = bundle[0].parent.parent
     tiny_sets = tiny_settings(make_tiny_data(tmp_path), make_tiny_glove(tmp_path),
@@ -222,6 +224,7 @@ def test_baseline_command(tmp_path, capsys):
     assert "logistic regression" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_bundle_with_emotunes_own_layers_loads_in_a_new_process(tmp_path):
     # Keras finds custom classes only once they are registered: a fresh `emotune predict`
     # must load a model with attention pooling and the smoothed/focal loss.
