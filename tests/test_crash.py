@@ -19,16 +19,20 @@ from emotune.cli import main
 from emotune.errors import EmotuneError
 from emotune.results import read_json, study_lock
 
-# 7 distinct configurations (the default and 3 other values of each): the kills below end
-# each run within a second of its first event, so the rerun has most of the study left to do
-SWEEP = ["--param", "lr,dropout", "--set", "sweeps.lr=[0.0005, 0.001, 0.003, 0.01]",
-         "--set", "sweeps.dropout=[0.2, 0.35, 0.5, 0.65]"]
-CONFIGS = 7
+# 11 distinct configurations: enough that five short runs cannot finish the study by chance
+SWEEP = ["--param", "lr,dropout", "--set", "sweeps.lr=[0.0005, 0.001, 0.002, 0.003, 0.01, 0.03]",
+         "--set", "sweeps.dropout=[0.2, 0.3, 0.35, 0.4, 0.5, 0.65]"]
+CONFIGS = 11
+# 7 for the kill test: its kills end each run within a second of its first event, so the
+# rerun still has most of the study to do
+KILL_SWEEP = ["--param", "lr,dropout", "--set", "sweeps.lr=[0.0005, 0.001, 0.003, 0.01]",
+              "--set", "sweeps.dropout=[0.2, 0.35, 0.5, 0.65]"]
+KILL_CONFIGS = 7
 
 
-def _search(tiny_sets: list[str], project: Path, *extra: str) -> list[str]:
+def _search(tiny_sets: list[str], project: Path, *extra: str, sweep=SWEEP) -> list[str]:
     sets = [x for s in tiny_sets for x in ("--set", s)]
-    return [sys.executable, "-m", "emotune", "search", *SWEEP, *sets, "--project",
+    return [sys.executable, "-m", "emotune", "search", *sweep, *sets, "--project",
             str(project), *extra]
 
 
@@ -124,7 +128,7 @@ def test_kill_9_at_random_moments_loses_and_retrains_nothing(tiny_sets, tmp_path
     rng = random.Random(20261123)
     seen: dict[str, str] = {}
     for event, window in KILLS:
-        search = Search(_search(tiny_sets, project), project)
+        search = Search(_search(tiny_sets, project, sweep=KILL_SWEEP), project)
         try:
             search.wait_for(event, timeout=240)  # ~5 s to import TensorFlow, ~3 s per trial
             time.sleep(rng.uniform(0, window))
@@ -135,18 +139,18 @@ def test_kill_9_at_random_moments_loses_and_retrains_nothing(tiny_sets, tmp_path
         for trial, record in seen.items():  # a finished trial is never lost or retrained
             assert now.get(trial) == record, (trial, event)
         seen = now
-    assert len(seen) < CONFIGS, "the kills came too late to interrupt the study"
+    assert len(seen) < KILL_CONFIGS, "the kills came too late to interrupt the study"
     assert len(seen) >= 2  # two kills came after a trial completed
 
-    done = subprocess.run(_search(tiny_sets, project), capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(_search(tiny_sets, project, sweep=KILL_SWEEP), capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     final = _finished(project)
     assert {t: final[t] for t in seen} == seen
     trials = pd.read_csv(project / "trials.csv")
     assert (trials["status"] == "completed").all()
     configs = trials[["lr", "dropout"]].apply(tuple, axis=1)
-    assert len(trials) == configs.nunique() == CONFIGS  # each configuration trained once
+    assert len(trials) == configs.nunique() == KILL_CONFIGS  # each configuration trained once
     assert not list(project.glob(".*partial*"))
 
 
