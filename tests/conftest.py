@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -88,3 +89,66 @@ def tiny_glove(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_sets(tiny_data: Path, tiny_glove: Path, tmp_path: Path) -> list[str]:
     return tiny_settings(tiny_data, tiny_glove, tmp_path / "emb")
+
+
+# ---------------------------------------------------------------- trained once per session
+
+
+class TinyFit(NamedTuple):
+    """One real ``train.fit`` on the tiny data; tests read it and never change it."""
+
+    config: Any  # emotune.config.Config
+    prepared: Any  # emotune.data.Prepared
+    embedding: Any  # emotune.embeddings.Embedding
+    result: Any  # emotune.train.TrainResult
+
+
+TINY_FIT_SETS = ["epochs=8", "units=16", "lr=0.02", "dropout=0.2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_fit(tmp_path_factory) -> TinyFit:
+    """``fit`` of the tiny GRU (``tiny_settings`` + ``TINY_FIT_SETS``), trained once per session.
+
+    Enough epochs to learn the cue words (val accuracy > 0.8) and to let early stopping act.
+    """
+    from emotune.config import build_config, parse_sets
+    from emotune.train import fit, load_inputs
+
+    root = tmp_path_factory.mktemp("tiny_fit")
+    sets = tiny_settings(make_tiny_data(root), make_tiny_glove(root), root / "emb")
+    config = build_config(overrides=parse_sets(sets + TINY_FIT_SETS))
+    set_quiet(True)
+    _, prepared, embedding = load_inputs(config)
+    return TinyFit(config, prepared, embedding, fit(config, prepared, embedding))
+
+
+class FinalBundle(NamedTuple):
+    model_dir: Path  # <root>/models/tiny: the bundle predict reads
+    report: Path  # <root>/reports/tiny/final
+    # <root> = model_dir.parent.parent also holds tiny.yaml, the config it was trained from
+
+
+TINY_FINAL_CONFIG = ("model:\n  type: gru\n  units: 16\n  embedding: fine-tuned\n"
+                     "train:\n  lr: 0.02\n  epochs: 6\n")
+
+
+@pytest.fixture(scope="session")
+def final_bundle(tmp_path_factory) -> FinalBundle:
+    """One ``emotune final-train`` on the tiny data (``tiny.yaml``: a fine-tuned GRU, 16 units,
+    lr 0.02, 6 epochs), shared by the whole session; read it, never change it (copy it first).
+
+    The same run, layout and tuple as ``bundle`` in test_final.py, which can become
+    ``bundle = final_bundle``.
+    """
+    from emotune.cli import main
+
+    root = tmp_path_factory.mktemp("final")
+    sets = [x for s in tiny_settings(make_tiny_data(root), make_tiny_glove(root), root / "emb")
+            if not s.startswith(("epochs=", "units=")) for x in ("--set", s)]
+    config_file = root / "tiny.yaml"
+    config_file.write_text(TINY_FINAL_CONFIG)
+    set_quiet(True)
+    assert main(["final-train", "--config", str(config_file), *sets, "--models-dir",
+                 str(root / "models"), "--reports-dir", str(root / "reports")]) == 0
+    return FinalBundle(root / "models" / "tiny", root / "reports" / "tiny" / "final")

@@ -7,6 +7,7 @@ the fix; no traceback; no new or partial files; every earlier result byte-for-by
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -138,7 +139,7 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], int, str, str]] = [
      "train.txt line 5", "text;label"),
     ("data: not UTF-8", lambda ws: ["data", "info", "--data", str(ws.data_dir(
         "latin1", lambda d: (d / "val.txt").write_bytes(b"caf\xe9 time;joy\n" * 5)))], 1,
-     "UTF-8", "UTF-8"),
+     "UTF-8", "re-save"),
     ("data: empty text", lambda ws: ["data", "info", "--data", str(ws.data_dir(
         "emptytext", lambda d: _replace_line(d / "train.txt", 2, ";joy\n")))], 1,
      "train.txt line 3", "remove the row"),
@@ -212,6 +213,11 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], int, str, str]] = [
     ("search: another study in the folder", lambda ws: [
         "search", *ws.sets, "--param", "dropout", "--project", str(_other_study(ws))], 1,
      "different", "--project"),
+    ("chief: port out of range", lambda ws: ["chief", *ws.sets, "--param", "lr", "--port",
+                                             "70000"], 1, "70000", "between 1 and 65535"),
+    ("worker: chief without a port", lambda ws: ["worker", *ws.sets, "--param", "lr",
+                                                 "--chief", "localhost"], 1,
+     "'localhost'", "HOST:PORT"),
     # -- recommend / report
     ("recommend: not a study", lambda ws: ["recommend", "--project", str(ws.root / "nope"),
                                            "--reports-dir", str(ws.root / "reports")], 1,
@@ -245,6 +251,12 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], int, str, str]] = [
     ("final-train: a seed twice", lambda ws: ["final-train", *ws.sets, "--config", str(
         ws.file("seeds.yaml", "model:\n  units: 8\n")), "--seeds", "1", "1"], 1,
      "repeats a seed", "distinct"),
+    ("ensemble: a member that is no bundle", lambda ws: ["ensemble", str(ws.bundle), str(
+        ws.root / "nope"), "--name", "ens", "--models-dir", str(ws.root / "models")], 1,
+     "not a readable model bundle", "final-train"),
+    ("baseline: missing data folder", lambda ws: ["baseline", "--data", str(ws.root / "nope"),
+                                                  "--reports-dir", str(ws.root / "reports")], 1,
+     "does not exist", "--data"),
     # -- leaderboard
     ("leaderboard: missing folder", lambda ws: ["leaderboard", "--reports-dir",
                                                 str(ws.root / "nope")], 1, "does not exist",
@@ -291,12 +303,33 @@ def _call(argv: list[str]) -> int:
         return int(e.code or 0)
 
 
-def test_the_table_is_big_enough():
-    assert len(CASES) >= 30
-    assert len({c[0] for c in CASES}) == len(CASES)
-    commands = {c.split(":")[0] for c, *_ in CASES}
-    assert {"data", "train", "search", "recommend", "report", "final-train",
-            "predict"} <= commands
+def _commands() -> set[str]:
+    """The commands `emotune --help` lists."""
+    import argparse
+
+    from emotune.cli import build_parser
+
+    return {name for action in build_parser()._actions
+            if isinstance(action, argparse._SubParsersAction) for name in action.choices}
+
+
+def test_the_table_is_big_enough(workspace, tmp_path):
+    """Every command has a bad-input row, and every row expects a fix besides the problem."""
+    commands = _commands()
+    assert len({c[0] for c in CASES}) == len(CASES)  # ids are unique
+    scratch = dataclasses.replace(workspace, root=tmp_path)  # each row's inputs land here
+    covered = set()
+    for name, make_argv, code, problem, fix in CASES:
+        argv = make_argv(scratch)
+        command = next(a for a in argv if not a.startswith("-"))
+        if command in commands:
+            covered.add(command)
+        else:  # only the row about an unknown command runs none
+            assert code == 2 and "invalid choice" in problem, (name, command)
+        assert code in (1, 2), name  # a user error or a usage error
+        assert problem.strip() and fix.strip(), name
+        assert fix not in problem and problem not in fix, f"{name}: names no fix of its own"
+    assert commands - covered == set(), "commands without a bad-input row"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -118,6 +118,7 @@ def test_train_rejects_bad_input_before_training(tiny_data, tmp_path, args, frag
     assert not out.exists() and not list(tmp_path.glob(".run*"))  # nothing partial left
 
 
+@pytest.mark.slow
 def test_training_failure_leaves_no_run_folder(tiny_sets, tmp_path):
     out = tmp_path / "run"
     sets = [x for s in tiny_sets + ["optimizer=sgd", "lr=1e39"] for x in ("--set", s)]
@@ -137,6 +138,7 @@ def test_data_info_on_the_benchmark_data(capsys):
     assert info["shared_texts"] == {"train&val": 5, "train&test": 11, "val&test": 3}
 
 
+@pytest.mark.slow
 def test_search_end_to_end_on_tiny_data_then_resume(tiny_sets, tmp_path, capsys):
     project = tmp_path / "study"
     sets = [x for s in tiny_sets for x in ("--set", s)]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from emotune.cluster import free_port, worker_env
 
@@ -20,6 +21,7 @@ def test_worker_env_points_at_the_chief_and_limits_threads():
     assert 1024 <= free_port() <= 65535
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_sweep_and_train_each_value_once(tiny_sets, tmp_path):
     project = tmp_path / "study"
     sets = [x for s in tiny_sets for x in ("--set", s)]
@@ -40,6 +42,7 @@ def test_two_workers_share_a_sweep_and_train_each_value_once(tiny_sets, tmp_path
     assert (project / "chief.log").is_file()
 
 
+@pytest.mark.slow
 def test_chief_and_workers_as_separate_commands(tiny_sets, tmp_path):
     """The multi-machine recipe, on one machine: `emotune chief` and two `emotune worker`."""
     project = tmp_path / "study"

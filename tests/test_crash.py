@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,11 +23,16 @@ from emotune.results import read_json, study_lock
 SWEEP = ["--param", "lr,dropout", "--set", "sweeps.lr=[0.0005, 0.001, 0.002, 0.003, 0.01, 0.03]",
          "--set", "sweeps.dropout=[0.2, 0.3, 0.35, 0.4, 0.5, 0.65]"]
 CONFIGS = 11
+# 7 for the kill test: its kills end each run within a second of its first event, so the
+# rerun still has most of the study to do
+KILL_SWEEP = ["--param", "lr,dropout", "--set", "sweeps.lr=[0.0005, 0.001, 0.003, 0.01]",
+              "--set", "sweeps.dropout=[0.2, 0.35, 0.5, 0.65]"]
+KILL_CONFIGS = 7
 
 
-def _search(tiny_sets: list[str], project: Path, *extra: str) -> list[str]:
+def _search(tiny_sets: list[str], project: Path, *extra: str, sweep=SWEEP) -> list[str]:
     sets = [x for s in tiny_sets for x in ("--set", s)]
-    return [sys.executable, "-m", "emotune", "search", *SWEEP, *sets, "--project",
+    return [sys.executable, "-m", "emotune", "search", *sweep, *sets, "--project",
             str(project), *extra]
 
 
@@ -46,38 +53,108 @@ def _finished(project: Path) -> dict[str, str]:
     return out
 
 
+class Search:
+    """An `emotune search` process, its stderr lines (read by a thread so the pipe never fills)
+    and the trial records it writes."""
+
+    def __init__(self, argv: list[str], project: Path) -> None:
+        self.project = project
+        self.old = self._records()  # records on disk before it started: not its own events
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def _records(self) -> dict[Path, tuple[int, int]]:
+        """emotune.json of every trial -> (inode, mtime): each atomic write makes a new one."""
+        out = {}
+        for path in (self.project / "kt").glob("trial_*/emotune.json"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            out[path] = (st.st_ino, st.st_mtime_ns)
+        return out
+
+    def happened(self, event: str) -> bool:
+        """``running`` or ``completed``: this process wrote a trial record with that status;
+        ``epoch``: it logged the end of an epoch."""
+        if event == "epoch":
+            return any(EPOCH_LINE.match(line) for line in list(self.lines))
+        for path, stamp in self._records().items():
+            if self.old.get(path) != stamp:
+                try:
+                    if read_json(path, attempts=1)["status"] == event:
+                        return True
+                except EmotuneError:  # replaced between stat and read: look again next time
+                    continue
+        return False
+
+    def wait_for(self, event: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.happened(event):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the search exited ({self.proc.returncode}) before "
+                                     f"'{event}':\n{''.join(self.lines)[-2000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no '{event}' within {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Kill it if still running (always: a test never leaves a search behind)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+
+
+EPOCH_LINE = re.compile(r"\s*epoch\s+\d+/\d+\s")
+# Where each kill lands: a random point in a short window after an event of the search, so
+# what is interrupted does not depend on how fast the machine is. Right after a trial starts
+# (the oracle's trial.json and its record just written), in training after an epoch, and right
+# after a trial's record says completed (trials.csv, the oracle's end of trial, the best model).
+KILLS = [("running", 1.0), ("epoch", 1.0), ("completed", 0.3), ("running", 1.0),
+         ("completed", 0.3)]
+
+
+@pytest.mark.slow
 def test_kill_9_at_random_moments_loses_and_retrains_nothing(tiny_sets, tmp_path):
     project = tmp_path / "study"
     rng = random.Random(20261123)
-    kills, seen = 0, {}
-    deadline = time.monotonic() + 420
-    while kills < 5 and time.monotonic() < deadline:
-        proc = subprocess.Popen(_search(tiny_sets, project), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(5, 12))  # ~5 s to import TensorFlow, then ~3 s per trial
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=30)
+    seen: dict[str, str] = {}
+    for event, window in KILLS:
+        search = Search(_search(tiny_sets, project, sweep=KILL_SWEEP), project)
+        try:
+            search.wait_for(event, timeout=240)  # ~5 s to import TensorFlow, ~3 s per trial
+            time.sleep(rng.uniform(0, window))
+            assert search.proc.poll() is None, f"the search ended {window} s after '{event}'"
+        finally:
+            search.stop()
         now = _finished(project)
         for trial, record in seen.items():  # a finished trial is never lost or retrained
-            assert now.get(trial) == record, trial
+            assert now.get(trial) == record, (trial, event)
         seen = now
-    assert kills == 5
-    assert len(seen) < CONFIGS, "the kills came too late to interrupt the study"
+    assert len(seen) < KILL_CONFIGS, "the kills came too late to interrupt the study"
+    assert len(seen) >= 2  # two kills came after a trial completed
 
-    done = subprocess.run(_search(tiny_sets, project), capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(_search(tiny_sets, project, sweep=KILL_SWEEP), capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     final = _finished(project)
     assert {t: final[t] for t in seen} == seen
     trials = pd.read_csv(project / "trials.csv")
     assert (trials["status"] == "completed").all()
     configs = trials[["lr", "dropout"]].apply(tuple, axis=1)
-    assert len(trials) == configs.nunique() == CONFIGS  # each configuration trained once
+    assert len(trials) == configs.nunique() == KILL_CONFIGS  # each configuration trained once
     assert not list(project.glob(".*partial*"))
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_its_trial_finished(tiny_sets, tmp_path):
     project = tmp_path / "study"
     proc = subprocess.Popen(_search(tiny_sets, project, "--workers", "2"),
@@ -153,3 +230,38 @@ def test_the_lock_of_a_killed_search_does_not_block_the_next(tmp_path):
         holder.wait()
     with study_lock(project, "next"):  # the dead owner's lock is gone with it
         assert "next" in (project / "study.lock").read_text()
+
+
+class Killed(BaseException):
+    """A kill -9 as seen from inside the search: nothing catches it (it is no Exception)."""
+
+
+@pytest.mark.xfail(strict=True, reason="defect: a trial whose emotune.json says completed is "
+                   "trained again if the search dies before KerasTuner's end_trial records it "
+                   "(a ~4 ms window, found by killing on the 'completed' event)")
+def test_a_trial_killed_before_kerastuner_records_its_end_is_not_trained_again(tmp_path,
+                                                                               monkeypatch):
+    import keras_tuner
+    from test_search import FakeTrainer, run, study
+
+    real_end_trial = keras_tuner.Oracle.end_trial
+
+    def end_trial(self, trial):  # the process dies between run_trial and the oracle's record
+        if trial.trial_id == "0001":
+            raise Killed
+        return real_end_trial(self, trial)
+
+    monkeypatch.setattr(keras_tuner.Oracle, "end_trial", end_trial)
+    first = FakeTrainer()
+    with pytest.raises(Killed):
+        run(tmp_path, study(["lr"]), first)
+    monkeypatch.undo()
+    record = tmp_path / "study" / "kt" / "trial_0001" / "emotune.json"
+    assert read_json(record)["status"] == "completed"  # finished, as far as emotune says
+    finished = record.read_text()
+
+    second = FakeTrainer()
+    out = run(tmp_path, study(["lr"]), second)
+    assert len(out.trials) == 5 and set(out.trials["status"]) == {"completed"}
+    assert first.calls[1] not in second.calls  # not trained again
+    assert record.read_text() == finished

@@ -93,6 +93,7 @@ def test_predict_uses_the_training_tokenisation(bundle, capsys):
     assert row["label"] == "joy" and set(row["probabilities"]) == {"joy", "sadness", "anger"}
 
 
+@pytest.mark.slow
 def test_broken_bundles_are_clear_errors(bundle, tmp_path):
     model_dir, _ = bundle
     broken = tmp_path / "broken"
@@ -164,6 +165,7 @@ def seeds_run(bundle, tmp_path_factory):
     return root, out
 
 
+@pytest.mark.slow
 def test_final_train_with_seeds(seeds_run, bundle, tmp_path):
     root, out = seeds_run
     report = out / "reports" / "tiny" / "final"
@@ -343,6 +345,7 @@ def test_baseline_command(tmp_path, capsys):
     assert "logistic regression" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_bundle_with_emotunes_own_layers_loads_in_a_new_process(tmp_path):
     # Keras finds custom classes only once they are registered: a fresh `emotune predict`
     # must load a model with attention pooling and the smoothed/focal loss.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -237,22 +238,76 @@ def test_sweep_pruning_measures_each_value_against_the_default(tmp_path):
     assert (out.trials["status"] == "pruned").sum() >= 3
 
 
+def _pruned_by_hand(trials: pd.DataFrame, warmup: int, min_trials: int,
+                    counts=lambda row: True, epochs: int = 4) -> list[tuple[str, int]]:
+    """(status, epochs run) of each trial, in trial order, under median stopping worked out by
+    hand from FakeTrainer's curves (``run`` trains 4 epochs): from epoch ``warmup`` on, a trial
+    stops at the first epoch where its best val accuracy so far is below the median, at that
+    epoch, of the completed trials before it that ``counts`` admits, once there are
+    ``min_trials`` of those."""
+    done: list[list[float]] = []
+    out = []
+    for _, row in trials.sort_values("trial_id").iterrows():
+        final = FakeTrainer.score(row, 42)
+        curve = [final * (0.5 + 0.5 * e / epochs) for e in range(1, epochs + 1)]
+        outcome = ("completed", epochs)
+        for e in range(warmup, epochs + 1):
+            bar = [c[e - 1] for c in done]
+            if len(bar) >= min_trials and max(curve[:e]) < statistics.median(bar):
+                outcome = ("pruned", e)
+                break
+        if outcome[0] == "completed" and counts(row):
+            done.append(curve)
+        out.append(outcome)
+    return out
+
+
+def _outcomes(trials: pd.DataFrame) -> list[tuple[str, int]]:
+    rows = trials.sort_values("trial_id")
+    return list(zip(rows["status"], rows["epochs_run"].astype(int)))
+
+
 def test_pruning_stops_bad_trials_early(tmp_path):
-    trainer = FakeTrainer()
-    out = run(tmp_path, study(["optimizer", "dropout"], prune=True), trainer,
-              sets=["prune_warmup=1", "prune_min_trials=2"])
-    pruned = out.trials[out.trials["status"] == "pruned"]
-    assert "sgd" in set(pruned["optimizer"])  # the clearly worse configuration
-    assert (pruned["epochs_run"] < 4).all()
-    completed = out.trials[out.trials["status"] == "completed"]
-    assert (completed["epochs_run"] == 4).all()
-    best = out.trials.loc[out.trials["val_accuracy"].idxmax()]
-    assert best["status"] == "completed"
+    # One-at-a-time sweeps: the bar is the default configuration's curve alone, so a value is
+    # stopped at the end of the warm-up exactly when it is heading below the default, and
+    # prune_min_trials (5 here, more trials than the bar ever holds) does not apply.
+    out = run(tmp_path / "sweep", study(["optimizer", "dropout"], prune=True), FakeTrainer(),
+              sets=["sweeps.dropout=[0.2, 0.38, 0.41, 0.46, 0.5, 0.65]", "prune_warmup=2",
+                    "prune_min_trials=5"])
+    trials = out.trials
+    assert len(trials) == 8  # the default, 2 other optimizers, 5 other dropouts
+    is_default = lambda row: (row["optimizer"], row["dropout"]) == ("adam", 0.5)  # noqa: E731
+    expected = _pruned_by_hand(trials, 2, 1, counts=is_default)
+    assert _outcomes(trials) == expected
+    # 0.46 ends above the default but below the median of the better values before it
+    assert expected != _pruned_by_hand(trials, 2, 1)  # the default's curve made a difference
+    pruned = trials[trials["status"] == "pruned"]
+    assert set(zip(pruned["optimizer"], pruned["dropout"])) == {
+        ("rmsprop", 0.5), ("sgd", 0.5), ("adam", 0.2), ("adam", 0.65)}  # below the default
+    assert (pruned["epochs_run"] == 2).all()  # stopped early: 2 of 4 epochs
+    best = trials.loc[trials["val_accuracy"].idxmax()]
+    assert best["status"] == "completed" and best["dropout"] == 0.41
     # Pruned trials still count in the sweeps, with the best value they reached.
     from emotune.analysis import load_study, sweeps
 
-    (opt,) = [s for s in sweeps(load_study(tmp_path / "study")) if s.param == "optimizer"]
+    (opt,) = [s for s in sweeps(load_study(tmp_path / "sweep" / "study"))
+              if s.param == "optimizer"]
     assert "sgd" in [p.value for p in opt.points]
+
+    # Joint searches: the bar is the median of every completed trial, once there are
+    # prune_min_trials of them. (In both studies no two dropouts are equally far from 0.4,
+    # FakeTrainer's best: no ties with the bar.)
+    out = run(tmp_path / "grid", study(["optimizer", "dropout"], "grid", prune=True),
+              FakeTrainer(), sets=["sweeps.dropout=[0.2, 0.35, 0.5, 0.65]", "prune_warmup=2",
+                                   "prune_min_trials=3"])
+    trials = out.trials
+    assert len(trials) == 12
+    expected = _pruned_by_hand(trials, 2, 3)
+    assert _outcomes(trials) == expected
+    assert expected != _pruned_by_hand(trials, 2, 1)  # prune_min_trials made a difference
+    pruned = trials[trials["status"] == "pruned"]
+    assert "sgd" in set(pruned["optimizer"]) and (pruned["epochs_run"] == 2).all()
+    assert (trials.sort_values("trial_id")["status"].iloc[:3] == "completed").all()
 
 
 @pytest.mark.parametrize("strategy, trials", [("random", 5), ("bayesian", 4), ("grid", 6)])

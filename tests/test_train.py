@@ -73,11 +73,10 @@ def test_streams_are_fixed_batches_without_autotuning():
         assert stream.options().autotune.enabled is False
 
 
-def test_fit_learns_is_deterministic_and_restores_the_best_epoch(tiny_sets):
-    config = build_config(overrides=parse_sets(tiny_sets + ["epochs=8", "units=16",
-                                                            "lr=0.02", "dropout=0.2"]))
-    _, prepared, emb = load_inputs(config)
-    a = fit(config, prepared, emb)
+def test_fit_learns_is_deterministic_and_restores_the_best_epoch(tiny_fit):
+    # The session's fit (trained earlier, whatever else has run in this process since) and a
+    # second one now: clear_session + seeding make them identical.
+    config, prepared, emb, a = tiny_fit
     b = fit(config, prepared, emb)
     assert a.metrics["val_accuracy"] > 0.8  # cue words make the tiny task easy; chance is 1/3
     assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
@@ -105,10 +104,8 @@ def test_divergence_is_a_clear_error(tiny_sets):
         fit(config, prepared, emb)
 
 
-def test_write_run_records_everything(tiny_sets, tmp_path):
-    config = build_config(overrides=parse_sets(tiny_sets))
-    _, prepared, emb = load_inputs(config)
-    result = fit(config, prepared, emb)
+def test_write_run_records_everything(tiny_fit, tmp_path):
+    config, prepared, emb, result = tiny_fit
     run = write_run(tmp_path / "run", config, result, prepared, emb)
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "history.csv",
                                                      "metrics.json"]
@@ -126,14 +123,21 @@ def test_fit_leaves_no_traced_graph_in_tensorflows_gradient_registry(tiny_sets):
     # A frozen embedding makes every gradient dense, and Keras's all-reduce then registers a
     # @custom_gradient per traced train step in a registry TensorFlow never empties: ~20 MB of
     # graph per trial before the fix (benchmarks/RESULTS.md, "Memory").
+    import keras
     from tensorflow.python.framework import ops as tf_ops
 
     def custom() -> set[str]:
         return {k for k in tf_ops._gradient_registry._registry if k.startswith("CustomGradient")}
 
+    class Registry(keras.callbacks.Callback):
+        """What the registry holds at the end of training, still inside ``fit``."""
+
+        def on_train_end(self, logs=None):
+            self.at_end = custom()
+
     config = build_config(overrides=parse_sets(tiny_sets + ["epochs=1", "embedding=frozen"]))
     _, prepared, emb = load_inputs(config)
-    before = custom()
-    fit(config, prepared, emb)
-    fit(config, prepared, emb)
-    assert custom() == before
+    before, seen = custom(), Registry()
+    fit(config, prepared, emb, callbacks=(seen,))
+    assert seen.at_end > before, "training registered no custom gradient: nothing tested"
+    assert custom() == before  # and fit released them all
