@@ -512,32 +512,3 @@ def test_predict_formats(final_json, capsys):
                                                           rows[0]["probabilities"])]
     assert got["csv"][0][1]["text"] == "so sad, gloomy"  # quoted: the comma stays in the text
     assert [r["label"] for r in got["markdown"][0]] == [r["label"] for r in rows]
-
-
-# ---------------------------------------------------------------- the one table helper
-
-
-def test_render_every_format():
-    from emotune.tables import render
-
-    rows = [{"name": "a|b", "acc": 0.91234, "n": 3, "p": {"joy": 0.5}},
-            {"name": "c, d", "acc": float("nan"), "n": None}]
-    assert render(rows, fmt="table") == ("name     acc     n   p.joy\n"
-                                         " a|b  0.9123     3  0.5000\n"
-                                         "c, d     nan  None")
-    assert render(rows, ["name", "acc"], "table", align="<", sep=" | ") == (
-        "name | acc\na|b  | 0.9123\nc, d | nan")
-    assert render(rows, ["n"], min_width={"n": 4}) == "   n\n   3\nNone"
-    assert render(rows, fmt="markdown").split("\n") == [
-        "| name | acc | n | p.joy |", "|---|---|---|---|", "| a\\|b | 0.9123 | 3 | 0.5000 |",
-        "| c, d | nan | None |  |"]
-    assert render(rows, fmt="csv").split("\n") == [
-        "name,acc,n,p.joy", "a|b,0.91234,3,0.5", '"c, d",,,']
-    assert json.loads(render(rows, fmt="json")) == [
-        {"name": "a|b", "acc": 0.91234, "n": 3, "p": {"joy": 0.5}},
-        {"name": "c, d", "acc": None, "n": None}]
-    assert json.loads(render(pd.DataFrame(rows[:1]), ["n", "name"], "json")) == [
-        {"n": 3, "name": "a|b"}]
-    assert render([], ["x", "y"], "csv") == "x,y"
-    with pytest.raises(ValueError, match="Received: fmt='yaml'"):
-        render(rows, fmt="yaml")
