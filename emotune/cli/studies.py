@@ -30,28 +30,6 @@ def _trial_count(done: Any) -> str:
     return f"{len(done)} trials" + (f", {pruned} of them pruned" if pruned else "")
 
 
-def _setting(value: Any) -> str:
-    """A parameter value for reading: floats as written in a config (``0.001``, not 0.0010)."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def recommendation_table(rec: Any) -> str:
-    """The printed recommendation: one row per parameter, then the combined configuration."""
-    from emotune.report import recommendation_rows
-
-    head = ["Hyperparameter", "Best Value", "Val Accuracy", "Val Loss"]
-    rows = [dict(zip(head, r)) for r in recommendation_rows(rec)]
-    lines = [render(rows, head, align="<", sep="   "), ""]
-    lines.append("Recommended: " + " ".join(f"{k}={_setting(v)}" for k, v in rec.values.items()))
-    lines.append(f"Expected: val accuracy {rec.expected_accuracy:.4f}, val loss "
-                 f"{rec.expected_loss:.4f} ({rec.basis})")
-    b = rec.best_trial
-    lines.append(f"Best trained: trial {b['trial_id']} val accuracy {b['val_accuracy']:.4f}, "
-                 f"val loss {b['val_loss']:.4f}")
-    lines += [f"Note: {n}" for n in rec.notes]
-    return "\n".join(lines)
-
-
 def parameter_records(rec: Any) -> list[dict[str, Any]]:
     """One record per searched parameter (its best value and numbers), then one per other
     parameter of the recommended configuration (its value alone)."""
@@ -89,7 +67,7 @@ class Recommend(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         from emotune.analysis import recommended_config
         from emotune.config import save_config
-        from emotune.report import write_recommendation
+        from emotune.report import fmt, recommendation_text, write_recommendation
 
         if args.config_out and len(args.project) > 1:
             raise EmotuneError("--config-out names one file: give one --project with it")
@@ -98,7 +76,7 @@ class Recommend(Command):
             kind = "one-at-a-time sweeps" if study.sweep else study.strategy
             self.out.note(f"== {study.name} ({study.model}, {kind}, {_trial_count(study.done)})")
             if not self.out.machine:
-                self.out.text(recommendation_table(rec))
+                self.out.text(recommendation_text(rec))
             files = write_recommendation(rec, Path(args.reports_dir) / study.name)
             exp = Path(args.config_out or Path(args.experiments_dir) /
                        f"recommended-{study.name}.yaml")
@@ -117,9 +95,8 @@ class Recommend(Command):
                 "parameters": [{k: v for k, v in r.items() if k != "study"} for r in rows],
                 "notes": list(rec.notes), "config": str(exp)})
         if self.out.machine:
-            values = {c: _setting for c in ("recommended", "best_value")}
             self.out.records(records, RECOMMEND_COLUMNS, document=documents,
-                             cells={**values, "runner_up": _setting})
+                             cells=dict.fromkeys(("recommended", "best_value", "runner_up"), fmt))
         return 0
 
 
