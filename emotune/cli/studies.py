@@ -130,37 +130,6 @@ class Report(Command):
         return 0
 
 
-def _pm(mean: float, std: float | None) -> str:
-    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
-
-
-def leaderboard_records(rows: list[dict[str, Any]], baseline: dict[str, Any] | None
-                        ) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[str, str]]:
-    """``leaderboard.collect``'s rows and baselines as records (for CSV and JSON) and as
-    rounded cells with their titles (the table of leaderboard.md)."""
-    classes = sorted({k for r in rows for k in r if k.startswith("f1_")})
-    titles = {"name": "model", "seeds": "seeds", "params": "parameters",
-              "val_accuracy": "val acc", "test_accuracy": "test acc",
-              "test_macro_f1": "test macro-F1", **{c: f"F1 {c[3:]}" for c in classes}}
-    shown = [{"name": r["name"], "seeds": str(r["seeds"]),
-              "params": f"{r['params']:,}" if r["params"] else "",
-              "val_accuracy": f"{r['val_accuracy']:.4f}",
-              "test_accuracy": _pm(r["test_accuracy"], r["test_accuracy_std"]),
-              "test_macro_f1": _pm(r["test_macro_f1"], r["test_macro_f1_std"]),
-              **{c: f"{r[c]:.3f}" if c in r else "" for c in classes}} for r in rows]
-    records = list(rows)
-    if baseline:
-        m, t = baseline["majority"], baseline["tfidf_logreg"]
-        for name, b in ((f"baseline: TF-IDF + logistic regression (C={t['C']:g})", t),
-                        (f"baseline: majority class ({m['label']})", m)):
-            scores = {"val_accuracy": b["val"]["accuracy"],
-                      "test_accuracy": b["test"]["accuracy"],
-                      "test_macro_f1": b["test"]["macro_f1"]}
-            records.append({"name": name, **scores})
-            shown.append({"name": name, **{k: f"{v:.4f}" for k, v in scores.items()}})
-    return records, shown, titles
-
-
 class Leaderboard(Command):
     name = "leaderboard"
     help = "all final models and baselines in one table"
@@ -174,15 +143,13 @@ class Leaderboard(Command):
         parser.add_argument("--reports-dir", default="reports", metavar="DIR")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from emotune.leaderboard import collect, write_leaderboard
+        from emotune.leaderboard import write_leaderboard
 
         reports = Path(args.reports_dir)
         if not reports.is_dir():
             raise EmotuneError(f"--reports-dir {reports} does not exist; give the folder "
                                f"final-train wrote to (default: reports)")
-        out, _ = write_leaderboard(reports)
-        records, shown, titles = leaderboard_records(*collect(reports))
-        md = render(shown, list(titles), "markdown", headers=titles)
+        out, records, md = write_leaderboard(reports)
         self.out.records(records, table=md, markdown=md)
         self.out.note(f"written: {out}")
         return 0
