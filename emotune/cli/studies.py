@@ -9,13 +9,10 @@ from typing import Any
 
 from emotune.cli.base import Command, add_config_options, load_config
 from emotune.errors import EmotuneError
-from emotune.tables import render
 
 RECOMMEND_COLUMNS = ["study", "parameter", "searched", "recommended", "best_value",
                      "val_accuracy", "val_accuracy_std", "val_loss", "val_loss_std", "n",
                      "runner_up", "within_spread"]
-BASELINE_COLUMNS = ["baseline", "label", "C", "val_accuracy", "val_macro_f1", "test_accuracy",
-                    "test_macro_f1"]
 
 
 def _recommendations(projects: list[str]) -> list[tuple[Any, Any]]:
@@ -155,29 +152,6 @@ class Leaderboard(Command):
         return 0
 
 
-def baseline_records(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The two baselines of ``baseline.baselines`` as records."""
-    m, t = result["majority"], result["tfidf_logreg"]
-    return [{"baseline": name, **extra, "val_accuracy": r["val"]["accuracy"],
-             "val_macro_f1": r["val"]["macro_f1"], "test_accuracy": r["test"]["accuracy"],
-             "test_macro_f1": r["test"]["macro_f1"]}
-            for name, extra, r in (("majority", {"label": m["label"]}, m),
-                                   ("tfidf_logreg", {"C": t["C"]}, t))]
-
-
-def baseline_table(result: dict[str, Any]) -> str:
-    """The Markdown table of baseline.md."""
-    m, t = result["majority"], result["tfidf_logreg"]
-    names = [f"majority class ({m['label']})",
-             f"TF-IDF 1-2 grams + logistic regression (C={t['C']:g}, chosen on val)"]
-    titles = {"baseline": "baseline", "val_accuracy": "val acc",
-              "val_macro_f1": "val macro-F1", "test_accuracy": "test acc",
-              "test_macro_f1": "test macro-F1"}
-    rows = [{**r, "baseline": n} for r, n in zip(baseline_records(result), names)]
-    return render(rows, list(titles), "markdown", headers=titles,
-                  cells=dict.fromkeys(list(titles)[1:], "{:.4f}".format))
-
-
 class Baseline(Command):
     name = "baseline"
     help = "majority class and TF-IDF + logistic regression"
@@ -191,7 +165,12 @@ class Baseline(Command):
         parser.add_argument("--reports-dir", default="reports", metavar="DIR")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from emotune.baseline import baseline_markdown, baselines
+        from emotune.baseline import (
+            BASELINE_COLUMNS,
+            baseline_markdown,
+            baseline_records,
+            baselines,
+        )
         from emotune.data import load_dataset
         from emotune.results import atomic_write_json, atomic_write_text
 
@@ -199,9 +178,8 @@ class Baseline(Command):
         result = baselines(load_dataset(config.data))
         out = Path(args.reports_dir) / "baseline"
         atomic_write_json(out / "baseline.json", result)
-        atomic_write_text(out / "baseline.md",
-                          "# Baselines (same splits)\n\n" + baseline_markdown(result))
-        table = baseline_table(result)
+        table = baseline_markdown(result)
+        atomic_write_text(out / "baseline.md", "# Baselines (same splits)\n\n" + table)
         self.out.records(baseline_records(result), BASELINE_COLUMNS, table=table,
                          markdown=table)
         self.out.note(f"written: {out / 'baseline.md'}, {out / 'baseline.json'}")
