@@ -12,8 +12,11 @@ from typing import Any
 import numpy as np
 
 from emotune.data import Dataset, tokenize
+from emotune.tables import render
 
 C_VALUES = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0)
+BASELINE_COLUMNS = ["baseline", "label", "C", "val_accuracy", "val_macro_f1", "test_accuracy",
+                    "test_macro_f1"]
 
 
 def _scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -55,12 +58,24 @@ def baselines(dataset: Dataset) -> dict[str, Any]:
     return out
 
 
-def baseline_markdown(result: dict[str, Any]) -> str:
+def baseline_records(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The two baselines of ``baselines(...)`` as records (keys: ``BASELINE_COLUMNS``)."""
     m, t = result["majority"], result["tfidf_logreg"]
-    rows = [("majority class (" + m["label"] + ")", m),
-            (f"TF-IDF 1-2 grams + logistic regression (C={t['C']:g}, chosen on val)", t)]
-    lines = ["| baseline | val acc | val macro-F1 | test acc | test macro-F1 |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {name} | {r['val']['accuracy']:.4f} | {r['val']['macro_f1']:.4f} | "
-              f"{r['test']['accuracy']:.4f} | {r['test']['macro_f1']:.4f} |" for name, r in rows]
-    return "\n".join(lines) + "\n"
+    return [{"baseline": name, **extra, "val_accuracy": r["val"]["accuracy"],
+             "val_macro_f1": r["val"]["macro_f1"], "test_accuracy": r["test"]["accuracy"],
+             "test_macro_f1": r["test"]["macro_f1"]}
+            for name, extra, r in (("majority", {"label": m["label"]}, m),
+                                   ("tfidf_logreg", {"C": t["C"]}, t))]
+
+
+def baseline_markdown(result: dict[str, Any]) -> str:
+    """The Markdown table of ``baseline.md`` for ``baselines(...)``'s result."""
+    m, t = result["majority"], result["tfidf_logreg"]
+    names = [f"majority class ({m['label']})",
+             f"TF-IDF 1-2 grams + logistic regression (C={t['C']:g}, chosen on val)"]
+    titles = {"baseline": "baseline", "val_accuracy": "val acc",
+              "val_macro_f1": "val macro-F1", "test_accuracy": "test acc",
+              "test_macro_f1": "test macro-F1"}
+    rows = [{**r, "baseline": n} for r, n in zip(baseline_records(result), names)]
+    return render(rows, list(titles), "markdown", headers=titles,
+                  cells=dict.fromkeys(list(titles)[1:], "{:.4f}".format)) + "\n"

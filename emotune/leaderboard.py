@@ -14,6 +14,7 @@ from typing import Any
 
 from emotune.errors import EmotuneError
 from emotune.results import atomic_write_text
+from emotune.tables import render
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -84,36 +85,50 @@ def _pm(mean: float, std: float | None) -> str:
     return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
 
-def leaderboard_markdown(rows: list[dict[str, Any]], baseline: dict[str, Any] | None) -> str:
+def leaderboard_records(rows: list[dict[str, Any]], baseline: dict[str, Any] | None
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[str, str]]:
+    """``collect``'s rows and baselines as records and as the cells of leaderboard.md.
+
+    Args:
+        rows: The final models, as ``collect`` returns them.
+        baseline: ``baseline.json``, or None.
+
+    Returns:
+        The records (raw numbers, for CSV and JSON), the same rows as rounded cells
+        ("mean ± std") and the column titles of those cells, keyed by column.
+    """
     classes = sorted({k for r in rows for k in r if k.startswith("f1_")})
-    head = ["model", "seeds", "parameters", "val acc", "test acc", "test macro-F1",
-            *(f"F1 {c[3:]}" for c in classes)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["name"], str(r["seeds"]), f"{r['params']:,}" if r["params"] else "",
-                 f"{r['val_accuracy']:.4f}", _pm(r["test_accuracy"], r["test_accuracy_std"]),
-                 _pm(r["test_macro_f1"], r["test_macro_f1_std"]),
-                 *(f"{r[c]:.3f}" if c in r else "" for c in classes)]
-        lines.append("| " + " | ".join(cells) + " |")
+    titles = {"name": "model", "seeds": "seeds", "params": "parameters",
+              "val_accuracy": "val acc", "test_accuracy": "test acc",
+              "test_macro_f1": "test macro-F1", **{c: f"F1 {c[3:]}" for c in classes}}
+    shown = [{"name": r["name"], "seeds": str(r["seeds"]),
+              "params": f"{r['params']:,}" if r["params"] else "",
+              "val_accuracy": f"{r['val_accuracy']:.4f}",
+              "test_accuracy": _pm(r["test_accuracy"], r["test_accuracy_std"]),
+              "test_macro_f1": _pm(r["test_macro_f1"], r["test_macro_f1_std"]),
+              **{c: f"{r[c]:.3f}" if c in r else "" for c in classes}} for r in rows]
+    records = list(rows)
     if baseline:
         m, t = baseline["majority"], baseline["tfidf_logreg"]
         for name, b in ((f"baseline: TF-IDF + logistic regression (C={t['C']:g})", t),
                         (f"baseline: majority class ({m['label']})", m)):
-            lines.append("| " + " | ".join([name, "", "", f"{b['val']['accuracy']:.4f}",
-                                            f"{b['test']['accuracy']:.4f}",
-                                            f"{b['test']['macro_f1']:.4f}",
-                                            *([""] * len(classes))]) + " |")
-    return "\n".join(lines) + "\n"
+            scores = {"val_accuracy": b["val"]["accuracy"],
+                      "test_accuracy": b["test"]["accuracy"],
+                      "test_macro_f1": b["test"]["macro_f1"]}
+            records.append({"name": name, **scores})
+            shown.append({"name": name, **{k: f"{v:.4f}" for k, v in scores.items()}})
+    return records, shown, titles
 
 
-def write_leaderboard(reports_dir: Path) -> tuple[Path, str]:
+def write_leaderboard(reports_dir: Path) -> tuple[Path, list[dict[str, Any]], str]:
     """Write ``<reports_dir>/leaderboard.md``: every final model and the baselines.
 
     Args:
         reports_dir: The folder final-train wrote to (``reports``).
 
     Returns:
-        The file written and the Markdown table in it.
+        The file written, the leaderboard as records (``leaderboard_records``) and the
+        Markdown table in the file.
 
     Raises:
         EmotuneError: There is no final model in ``reports_dir``, or a file is unreadable.
@@ -122,10 +137,11 @@ def write_leaderboard(reports_dir: Path) -> tuple[Path, str]:
     if not rows:
         raise EmotuneError(f"no final models in {reports_dir}: run `emotune final-train` "
                            f"first (it writes <reports>/<name>/final/)")
-    table = leaderboard_markdown(rows, baseline)
+    records, shown, titles = leaderboard_records(rows, baseline)
+    table = render(shown, list(titles), "markdown", headers=titles) + "\n"
     out = Path(reports_dir) / "leaderboard.md"
     atomic_write_text(out, "# Final models, best validation accuracy first\n\n"
                            "Chosen on validation; each test number is from one evaluation "
                            "per seed (mean ± sample std over seeds). Written by "
                            "`emotune leaderboard`.\n\n" + table)
-    return out, table
+    return out, records, table

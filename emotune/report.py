@@ -26,6 +26,7 @@ from emotune.analysis import (
 )
 from emotune.results import atomic_write_json, atomic_write_text, trial_history
 from emotune.space import PARAMS
+from emotune.tables import render
 
 LABELS = {p.name: p.label for p in PARAMS.values()}  # a parameter's name in tables and figures
 
@@ -51,12 +52,6 @@ def fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def md_table(rows: list[list[Any]], header: list[str]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out) + "\n"
-
-
 def pm(mean: float, std: float, n: int) -> str:
     return f"{mean:.4f} ±{std:.4f}" if n > 1 and not math.isnan(std) else f"{mean:.4f}"
 
@@ -64,19 +59,20 @@ def pm(mean: float, std: float, n: int) -> str:
 # ---------------------------------------------------------------- recommendations
 
 
-def recommendation_rows(rec: Recommendation) -> list[list[str]]:
-    return [[LABELS.get(s.param, s.param), fmt(s.best.value),
-             pm(s.best.val_accuracy, s.best.val_accuracy_std, s.best.n),
-             pm(s.best.val_loss, s.best.val_loss_std, s.best.n)] for s in rec.rows]
+RECOMMENDATION_COLUMNS = ("Hyperparameter", "Best Value", "Val Accuracy", "Val Loss")
+
+
+def recommendation_rows(rec: Recommendation) -> list[dict[str, str]]:
+    """One record per searched parameter: its cells as shown, keyed by the column titles."""
+    return [dict(zip(RECOMMENDATION_COLUMNS, (
+        LABELS.get(s.param, s.param), fmt(s.best.value),
+        pm(s.best.val_accuracy, s.best.val_accuracy_std, s.best.n),
+        pm(s.best.val_loss, s.best.val_loss_std, s.best.n)))) for s in rec.rows]
 
 
 def recommendation_text(rec: Recommendation) -> str:
-    """The printed table: one row per parameter, then the combined configuration."""
-    header = ["Hyperparameter", "Best Value", "Val Accuracy", "Val Loss"]
-    rows = [header] + recommendation_rows(rec)
-    widths = [max(len(r[i]) for r in rows) + 3 for i in range(4)]
-    lines = ["".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.append("")
+    """The printed recommendation: one row per parameter, then the combined configuration."""
+    lines = [render(recommendation_rows(rec), RECOMMENDATION_COLUMNS, align="<", sep="   "), ""]
     lines.append("Recommended: " + " ".join(f"{k}={fmt(v)}" for k, v in rec.values.items()))
     lines.append(f"Expected: val accuracy {rec.expected_accuracy:.4f}, val loss "
                  f"{rec.expected_loss:.4f} ({rec.basis})")
@@ -90,9 +86,8 @@ def recommendation_text(rec: Recommendation) -> str:
 def recommendation_markdown(rec: Recommendation) -> str:
     """The text of ``recommendations.md`` (also a section of ``summary.md``)."""
     md = [f"# Recommendations: {rec.study} ({rec.model})\n\n",
-          md_table(recommendation_rows(rec), ["Hyperparameter", "Best Value", "Val Accuracy",
-                                              "Val Loss"]),
-          "\n**Recommended:** " + " ".join(f"`{k}={fmt(v)}`" for k, v in rec.values.items()),
+          render(recommendation_rows(rec), RECOMMENDATION_COLUMNS, "markdown"),
+          "\n\n**Recommended:** " + " ".join(f"`{k}={fmt(v)}`" for k, v in rec.values.items()),
           f"\n\nExpected val accuracy {rec.expected_accuracy:.4f}, val loss "
           f"{rec.expected_loss:.4f} — {rec.basis}.\n"]
     md += [f"\n- {n}" for n in rec.notes]
@@ -246,14 +241,18 @@ def curves_figure(study: LoadedStudy, out: Path, limit: int = 30) -> list[Path]:
     return [_save(fig, out / "curves.png")]
 
 
+COMPARISON_COLUMNS = ("Study", "Model", "Strategy", "Trials", "Best val acc", "Val loss",
+                      "Val macro-F1", "Configuration")
+
+
 def comparison_markdown(table: Any) -> str:
     """The text of ``comparison.md`` from ``analysis.compare``'s table."""
-    rows = [[r["study"], r["model"], r["strategy"], r["trials"],
-             pm(r["val_accuracy"], r["val_accuracy_std"], 2 if r["val_accuracy_std"] else 1),
-             f"{r['val_loss']:.4f}", f"{r['val_macro_f1']:.4f}",
-             " ".join(f"{p}={fmt(r[p])}" for p in PARAMS)] for _, r in table.iterrows()]
-    return md_table(rows, ["Study", "Model", "Strategy", "Trials", "Best val acc", "Val loss",
-                           "Val macro-F1", "Configuration"])
+    rows = [dict(zip(COMPARISON_COLUMNS, (
+        r["study"], r["model"], r["strategy"], r["trials"],
+        pm(r["val_accuracy"], r["val_accuracy_std"], 2 if r["val_accuracy_std"] else 1),
+        f"{r['val_loss']:.4f}", f"{r['val_macro_f1']:.4f}",
+        " ".join(f"{p}={fmt(r[p])}" for p in PARAMS)))) for _, r in table.iterrows()]
+    return render(rows, COMPARISON_COLUMNS, "markdown") + "\n"
 
 
 def comparison(table: Any, md: str, out: Path) -> list[Path]:

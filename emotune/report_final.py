@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emotune.report import _plt, _save, md_table
+from emotune.report import _plt, _save
 from emotune.results import atomic_write_json, atomic_write_text
+from emotune.tables import render
 
 if TYPE_CHECKING:
     from emotune.final import FinalEvaluation, SplitMetrics
@@ -27,22 +28,27 @@ def final_markdown(e: FinalEvaluation) -> str:
     m, val, labels = e.test, e.val, list(e.labels)
     epochs = (f", best epoch {val['best_epoch']}/{val['epochs_run']}" if "best_epoch" in val
               else "")
-    pc = [[r.label, f"{r.precision:.4f}", f"{r.recall:.4f}", f"{r.f1:.4f}", int(r.support)]
-          for r in m.per_class.itertuples()]
+    four = "{:.4f}".format
+    per_class = render(m.per_class, ["label", "precision", "recall", "f1", "support"],
+                       "markdown", headers={"f1": "F1"},
+                       cells={"precision": four, "recall": four, "f1": four,
+                              "support": lambda v: str(int(v))})
+    corner = "true \\ pred"
+    counts = render([{corner: lab, **dict(zip(labels, map(int, row)))}
+                     for lab, row in zip(labels, m.confusion)], [corner, *labels], "markdown")
+    percent = render([{corner: lab, **{k: f"{v:.1f}" for k, v in zip(labels, row)}}
+                      for lab, row in zip(labels, m.confusion_percent)], [corner, *labels],
+                     "markdown")
     md = [f"# Final evaluation: {e.title}\n\n",
           f"Test accuracy **{m.accuracy:.4f}**, macro-F1 **{m.macro_f1:.4f}**, weighted-F1 "
           f"{m.weighted_f1:.4f}, cross-entropy {m.cross_entropy:.4f} "
           f"({int(m.confusion.sum())} test texts, evaluated once). Selected on validation: "
           f"val accuracy {val['val_accuracy']:.4f}, val macro-F1 {val['val_macro_f1']:.4f}"
           f"{epochs}.\n\n",
-          "## Per class\n\n", md_table(pc, ["label", "precision", "recall", "F1", "support"]),
-          "\n## Confusion matrix (rows: true label; counts)\n\n",
-          md_table([[lab, *map(int, row)] for lab, row in zip(labels, m.confusion)],
-                   ["true \\ pred", *labels]),
-          "\n## Confusion matrix (row percent)\n\n",
-          md_table([[lab, *(f"{v:.1f}" for v in row)] for lab, row in
-                    zip(labels, m.confusion_percent)], ["true \\ pred", *labels]),
-          "\n![confusion](confusion.png)\n",
+          "## Per class\n\n", per_class,
+          "\n\n## Confusion matrix (rows: true label; counts)\n\n", counts,
+          "\n\n## Confusion matrix (row percent)\n\n", percent,
+          "\n\n![confusion](confusion.png)\n",
           "" if e.history is None else "![curves](curves.png)\n"]
     return "".join(md)
 
@@ -142,7 +148,9 @@ def seeds_markdown(name: str, table: Any) -> str:
     def fmt(c: str, v: float) -> str:
         return str(int(v)) if c == "best_epoch" else f"{v:.4f}"
 
-    rows = [[int(r["seed"]), *(fmt(c, r[c]) for c in cols)] for _, r in table.iterrows()]
+    columns = ["seed", *cols]
+    rows = [{"seed": int(r["seed"]), **{c: fmt(c, r[c]) for c in cols}}
+            for _, r in table.iterrows()]
     acc, f1 = summary["test_accuracy"], summary["test_macro_f1"]
     if len(table) == 1:
         seed = int(table["seed"].iloc[0])
@@ -152,9 +160,9 @@ def seeds_markdown(name: str, table: Any) -> str:
             f"one seed, so no spread over seeds). The configuration was chosen on validation; "
             f"the model was evaluated once on the test split. Its full report: "
             f"`seed-{seed}/final.md`.\n\n",
-            md_table(rows, ["seed", *cols])])
-    rows.append(["mean ± std", *(f"{summary[c]['mean']:.4f} ± {summary[c]['std']:.4f}"
-                                 for c in cols)])
+            render(rows, columns, "markdown"), "\n"])
+    rows.append({"seed": "mean ± std",
+                 **{c: f"{summary[c]['mean']:.4f} ± {summary[c]['std']:.4f}" for c in cols}})
     return "".join([
         f"# Final evaluation: {name}, {len(table)} seeds\n\n",
         f"Test accuracy **{acc['mean']:.4f} ± {acc['std']:.4f}**, "
@@ -162,7 +170,7 @@ def seeds_markdown(name: str, table: Any) -> str:
         f"sample std over seeds {', '.join(map(str, table['seed']))}). The configuration "
         f"was chosen on validation; each seed's model was evaluated once on the test split. "
         f"Each seed's full report: `seed-<seed>/final.md`.\n\n",
-        md_table(rows, ["seed", *cols])])
+        render(rows, columns, "markdown"), "\n"])
 
 
 def write_seeds_report(out: Path, name: str, table: Any) -> list[Path]:

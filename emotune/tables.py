@@ -1,7 +1,7 @@
 """One table helper: records as aligned text, Markdown, JSON or CSV.
 
-Every table emotune prints goes through ``render``; it imports nothing heavy (a DataFrame is
-read through its ``to_dict``), so the command line stays fast to start.
+Every table emotune prints or writes goes through ``render``; it imports nothing heavy (a
+DataFrame is read through its ``to_dict``), so the command line stays fast to start.
 
 Example:
 
@@ -20,6 +20,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from emotune.config import flatten, plain
+
 FORMATS = ("table", "markdown", "json", "csv")
 
 
@@ -30,32 +32,27 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def plain(value: Any) -> Any:
-    """``value`` as JSON can hold it: numpy scalars and arrays as Python ones, NaN and
-    infinities as None, tuples as lists, other objects (paths) as strings."""
+def to_json(value: Any) -> str:
+    """``value`` as indented JSON text: NaN and infinities as null, tuples and numpy arrays as
+    lists, numpy scalars as numbers, paths and other objects as strings."""
+    return json.dumps(_json(value), indent=2)
+
+
+def _json(value: Any) -> Any:
+    """``config.plain(value)`` and what JSON needs on top: NaN and infinities as None, numpy
+    arrays as lists, keys and other objects (paths) as strings."""
+    value = plain(value)
     if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy scalar or array
-        return plain(value.tolist())
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if hasattr(value, "tolist"):  # a numpy array (plain turns scalars only)
+        return _json(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
-
-
-def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted keys: ``{"p": {"joy": 1}}`` -> ``{"p.joy": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def _records(records: Any) -> list[dict[str, Any]]:
@@ -103,7 +100,7 @@ def render(records: Any, columns: Sequence[str] | None = None, fmt: str = "table
     if fmt == "json":
         if columns is not None:
             rows = [{c: r.get(c) for c in columns} for r in rows]
-        return json.dumps(plain(rows), indent=2)
+        return to_json(rows)
     rows = [flatten(r) for r in rows]
     cols = list(columns) if columns is not None else _columns(rows)
     if fmt == "csv":
@@ -129,7 +126,7 @@ def render(records: Any, columns: Sequence[str] | None = None, fmt: str = "table
 
 
 def _csv_cell(value: Any) -> Any:
-    value = plain(value)
+    value = _json(value)
     if value is None:
         return ""
     if isinstance(value, (list, dict)):

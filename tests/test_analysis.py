@@ -23,7 +23,7 @@ from emotune.analysis import (
 from emotune.cli import main
 from emotune.config import build_config
 from emotune.errors import EmotuneError
-from emotune.report import recommendation_text, write_report
+from emotune.report import recommendation_markdown, recommendation_text, write_report
 
 
 @pytest.fixture
@@ -48,9 +48,16 @@ def test_recommendation_is_measured_when_that_configuration_was_trained(sweep_st
     assert rec.basis.startswith("measured")  # dropout=0.4 alone was trained in its sweep
     assert rec.expected_accuracy == pytest.approx(rec.best_trial["val_accuracy"])
     text = recommendation_text(rec)
-    assert text.splitlines()[0].split() == ["Hyperparameter", "Best", "Value", "Val",
-                                            "Accuracy", "Val", "Loss"]
     assert "Recommended: lr=0.001 batch_size=32 units=128 dropout=0.4 optimizer=adam" in text
+    assert text.splitlines()[:4] == ["Hyperparameter   Best Value   Val Accuracy   Val Loss",
+                                     "Learning Rate    0.001        0.8100         0.1900",
+                                     "Dropout          0.4          0.8200         0.1800",
+                                     "Optimizer        adam         0.8100         0.1900"]
+    assert recommendation_markdown(rec).startswith(
+        "# Recommendations: study (gru)\n\n"
+        "| Hyperparameter | Best Value | Val Accuracy | Val Loss |\n|---|---|---|---|\n"
+        "| Learning Rate | 0.001 | 0.8100 | 0.1900 |\n| Dropout | 0.4 | 0.8200 | 0.1800 |\n"
+        "| Optimizer | adam | 0.8100 | 0.1900 |\n\n**Recommended:** `lr=0.001` ")
 
 
 def test_an_untrained_combination_is_not_given_invented_numbers(tmp_path):
@@ -148,8 +155,6 @@ def test_report_renders_its_markdown_once_and_reads_nothing_back(tmp_path, monke
     # summary.md and index.html are built from the Markdown in memory, not from the files
     # just written (recommendations.md, comparison.md).
     from pathlib import Path
-
-    from emotune.report import recommendation_markdown
 
     for name, sets in (("a", []), ("b", ["units=64"])):
         run(tmp_path / name, study(["optimizer"]), FakeTrainer(), sets=sets)

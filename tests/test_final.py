@@ -119,18 +119,25 @@ def test_final_train_refuses_to_overwrite(bundle):
     assert_one_line_error(proc, "already exists; choose another --name or add --overwrite")
 
 
-def test_seeds_table_mean_and_std(tmp_path):
-    import pandas as pd
-
-    from emotune.final import FinalEvaluation, seeds_table
-    from emotune.report_final import write_seeds_report
+def _two_seeds():
+    """Hand-made evaluations of seeds 1 (all right) and 2 (one 'a' taken for 'b')."""
+    from emotune.final import FinalEvaluation
 
     y = np.array([0, 0, 1, 1])
     right, half = (np.eye(2)[[0, 0, 1, 1]] * 0.8 + 0.1, np.eye(2)[[0, 1, 1, 1]] * 0.8 + 0.1)
-    runs = [FinalEvaluation(f"x (seed {seed})", ("a", "b"), evaluate_split(y, p, ["a", "b"]),
-                            {"val_accuracy": va, "val_macro_f1": va, "best_epoch": 2}, seed)
+    return [FinalEvaluation(f"x (seed {seed})", ("a", "b"), evaluate_split(y, p, ["a", "b"]),
+                            {"val_accuracy": va, "val_macro_f1": va, "best_epoch": 2,
+                             "epochs_run": 3}, seed)
             for seed, p, va in ((1, right, 0.9), (2, half, 0.8))]
-    table = seeds_table(runs)
+
+
+def test_seeds_table_mean_and_std(tmp_path):
+    import pandas as pd
+
+    from emotune.final import seeds_table
+    from emotune.report_final import write_seeds_report
+
+    table = seeds_table(_two_seeds())
     assert table["test_accuracy"].tolist() == [1.0, 0.75]
     assert table["f1_a"].tolist() == pytest.approx([1.0, 2 / 3])
     out = tmp_path
@@ -140,6 +147,32 @@ def test_seeds_table_mean_and_std(tmp_path):
     assert summary["test_accuracy"]["std"] == pytest.approx(np.std([1.0, 0.75], ddof=1))
     assert "0.8750 ± 0.1768" in (out / "final.md").read_text()
     assert pd.read_csv(out / "seeds.csv")["seed"].tolist() == [1, 2]
+
+
+def test_final_and_seeds_markdown_by_hand():
+    from emotune.final import seeds_table
+    from emotune.report_final import final_markdown, seeds_markdown
+
+    runs = _two_seeds()
+    md = final_markdown(runs[1])
+    assert md.endswith(
+        "best epoch 2/3.\n\n## Per class\n\n"
+        "| label | precision | recall | F1 | support |\n|---|---|---|---|---|\n"
+        "| a | 1.0000 | 0.5000 | 0.6667 | 2 |\n| b | 0.6667 | 1.0000 | 0.8000 | 2 |\n\n"
+        "## Confusion matrix (rows: true label; counts)\n\n"
+        "| true \\ pred | a | b |\n|---|---|---|\n| a | 1 | 1 |\n| b | 0 | 2 |\n\n"
+        "## Confusion matrix (row percent)\n\n"
+        "| true \\ pred | a | b |\n|---|---|---|\n| a | 50.0 | 50.0 |\n| b | 0.0 | 100.0 |\n\n"
+        "![confusion](confusion.png)\n")
+    head = ("| seed | val_accuracy | val_macro_f1 | best_epoch | test_accuracy | test_macro_f1 | "
+            "test_weighted_f1 | f1_a | f1_b |\n|---|---|---|---|---|---|---|---|---|\n"
+            "| 1 | 0.9000 | 0.9000 | 2 | 1.0000 | 1.0000 | 1.0000 | 1.0000 | 1.0000 |\n")
+    assert seeds_markdown("x", seeds_table(runs[:1])).endswith("`seed-1/final.md`.\n\n" + head)
+    assert seeds_markdown("x", seeds_table(runs)).endswith(
+        "`seed-<seed>/final.md`.\n\n" + head +
+        "| 2 | 0.8000 | 0.8000 | 2 | 0.7500 | 0.7333 | 0.7333 | 0.6667 | 0.8000 |\n"
+        "| mean ± std | 0.8500 ± 0.0707 | 0.8500 ± 0.0707 | 2.0000 ± 0.0000 | 0.8750 ± 0.1768 | "
+        "0.8667 ± 0.1886 | 0.8667 ± 0.1886 | 0.8333 ± 0.2357 | 0.9000 ± 0.1414 |\n")
 
 
 def _sets(root, *extra):

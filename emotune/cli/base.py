@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any, ClassVar, TextIO
 
 from emotune.config import MODEL_TYPES
-from emotune.tables import FORMATS, plain, render
+from emotune.tables import FORMATS, render, to_json
 
 
 class Output:
@@ -80,7 +79,7 @@ class Output:
         if self.fmt == "markdown" and markdown is not None:
             return self.text(markdown)
         if self.fmt == "json" and document is not None:
-            return self.text(json.dumps(plain(document), indent=2))
+            return self.text(to_json(document))
         self.text(render(records, columns, self.fmt, **style))
 
 

@@ -9,13 +9,10 @@ from typing import Any
 
 from emotune.cli.base import Command, add_config_options, load_config
 from emotune.errors import EmotuneError
-from emotune.tables import render
 
 RECOMMEND_COLUMNS = ["study", "parameter", "searched", "recommended", "best_value",
                      "val_accuracy", "val_accuracy_std", "val_loss", "val_loss_std", "n",
                      "runner_up", "within_spread"]
-BASELINE_COLUMNS = ["baseline", "label", "C", "val_accuracy", "val_macro_f1", "test_accuracy",
-                    "test_macro_f1"]
 
 
 def _recommendations(projects: list[str]) -> list[tuple[Any, Any]]:
@@ -28,28 +25,6 @@ def _recommendations(projects: list[str]) -> list[tuple[Any, Any]]:
 def _trial_count(done: Any) -> str:
     pruned = int((done["status"] == "pruned").sum()) if len(done) else 0
     return f"{len(done)} trials" + (f", {pruned} of them pruned" if pruned else "")
-
-
-def _setting(value: Any) -> str:
-    """A parameter value for reading: floats as written in a config (``0.001``, not 0.0010)."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def recommendation_table(rec: Any) -> str:
-    """The printed recommendation: one row per parameter, then the combined configuration."""
-    from emotune.report import recommendation_rows
-
-    head = ["Hyperparameter", "Best Value", "Val Accuracy", "Val Loss"]
-    rows = [dict(zip(head, r)) for r in recommendation_rows(rec)]
-    lines = [render(rows, head, align="<", sep="   "), ""]
-    lines.append("Recommended: " + " ".join(f"{k}={_setting(v)}" for k, v in rec.values.items()))
-    lines.append(f"Expected: val accuracy {rec.expected_accuracy:.4f}, val loss "
-                 f"{rec.expected_loss:.4f} ({rec.basis})")
-    b = rec.best_trial
-    lines.append(f"Best trained: trial {b['trial_id']} val accuracy {b['val_accuracy']:.4f}, "
-                 f"val loss {b['val_loss']:.4f}")
-    lines += [f"Note: {n}" for n in rec.notes]
-    return "\n".join(lines)
 
 
 def parameter_records(rec: Any) -> list[dict[str, Any]]:
@@ -89,7 +64,7 @@ class Recommend(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         from emotune.analysis import recommended_config
         from emotune.config import save_config
-        from emotune.report import write_recommendation
+        from emotune.report import fmt, recommendation_text, write_recommendation
 
         if args.config_out and len(args.project) > 1:
             raise EmotuneError("--config-out names one file: give one --project with it")
@@ -98,7 +73,7 @@ class Recommend(Command):
             kind = "one-at-a-time sweeps" if study.sweep else study.strategy
             self.out.note(f"== {study.name} ({study.model}, {kind}, {_trial_count(study.done)})")
             if not self.out.machine:
-                self.out.text(recommendation_table(rec))
+                self.out.text(recommendation_text(rec))
             files = write_recommendation(rec, Path(args.reports_dir) / study.name)
             exp = Path(args.config_out or Path(args.experiments_dir) /
                        f"recommended-{study.name}.yaml")
@@ -117,9 +92,8 @@ class Recommend(Command):
                 "parameters": [{k: v for k, v in r.items() if k != "study"} for r in rows],
                 "notes": list(rec.notes), "config": str(exp)})
         if self.out.machine:
-            values = {c: _setting for c in ("recommended", "best_value")}
             self.out.records(records, RECOMMEND_COLUMNS, document=documents,
-                             cells={**values, "runner_up": _setting})
+                             cells=dict.fromkeys(("recommended", "best_value", "runner_up"), fmt))
         return 0
 
 
@@ -153,37 +127,6 @@ class Report(Command):
         return 0
 
 
-def _pm(mean: float, std: float | None) -> str:
-    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
-
-
-def leaderboard_records(rows: list[dict[str, Any]], baseline: dict[str, Any] | None
-                        ) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[str, str]]:
-    """``leaderboard.collect``'s rows and baselines as records (for CSV and JSON) and as
-    rounded cells with their titles (the table of leaderboard.md)."""
-    classes = sorted({k for r in rows for k in r if k.startswith("f1_")})
-    titles = {"name": "model", "seeds": "seeds", "params": "parameters",
-              "val_accuracy": "val acc", "test_accuracy": "test acc",
-              "test_macro_f1": "test macro-F1", **{c: f"F1 {c[3:]}" for c in classes}}
-    shown = [{"name": r["name"], "seeds": str(r["seeds"]),
-              "params": f"{r['params']:,}" if r["params"] else "",
-              "val_accuracy": f"{r['val_accuracy']:.4f}",
-              "test_accuracy": _pm(r["test_accuracy"], r["test_accuracy_std"]),
-              "test_macro_f1": _pm(r["test_macro_f1"], r["test_macro_f1_std"]),
-              **{c: f"{r[c]:.3f}" if c in r else "" for c in classes}} for r in rows]
-    records = list(rows)
-    if baseline:
-        m, t = baseline["majority"], baseline["tfidf_logreg"]
-        for name, b in ((f"baseline: TF-IDF + logistic regression (C={t['C']:g})", t),
-                        (f"baseline: majority class ({m['label']})", m)):
-            scores = {"val_accuracy": b["val"]["accuracy"],
-                      "test_accuracy": b["test"]["accuracy"],
-                      "test_macro_f1": b["test"]["macro_f1"]}
-            records.append({"name": name, **scores})
-            shown.append({"name": name, **{k: f"{v:.4f}" for k, v in scores.items()}})
-    return records, shown, titles
-
-
 class Leaderboard(Command):
     name = "leaderboard"
     help = "all final models and baselines in one table"
@@ -197,41 +140,16 @@ class Leaderboard(Command):
         parser.add_argument("--reports-dir", default="reports", metavar="DIR")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from emotune.leaderboard import collect, write_leaderboard
+        from emotune.leaderboard import write_leaderboard
 
         reports = Path(args.reports_dir)
         if not reports.is_dir():
             raise EmotuneError(f"--reports-dir {reports} does not exist; give the folder "
                                f"final-train wrote to (default: reports)")
-        out, _ = write_leaderboard(reports)
-        records, shown, titles = leaderboard_records(*collect(reports))
-        md = render(shown, list(titles), "markdown", headers=titles)
+        out, records, md = write_leaderboard(reports)
         self.out.records(records, table=md, markdown=md)
         self.out.note(f"written: {out}")
         return 0
-
-
-def baseline_records(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The two baselines of ``baseline.baselines`` as records."""
-    m, t = result["majority"], result["tfidf_logreg"]
-    return [{"baseline": name, **extra, "val_accuracy": r["val"]["accuracy"],
-             "val_macro_f1": r["val"]["macro_f1"], "test_accuracy": r["test"]["accuracy"],
-             "test_macro_f1": r["test"]["macro_f1"]}
-            for name, extra, r in (("majority", {"label": m["label"]}, m),
-                                   ("tfidf_logreg", {"C": t["C"]}, t))]
-
-
-def baseline_table(result: dict[str, Any]) -> str:
-    """The Markdown table of baseline.md."""
-    m, t = result["majority"], result["tfidf_logreg"]
-    names = [f"majority class ({m['label']})",
-             f"TF-IDF 1-2 grams + logistic regression (C={t['C']:g}, chosen on val)"]
-    titles = {"baseline": "baseline", "val_accuracy": "val acc",
-              "val_macro_f1": "val macro-F1", "test_accuracy": "test acc",
-              "test_macro_f1": "test macro-F1"}
-    rows = [{**r, "baseline": n} for r, n in zip(baseline_records(result), names)]
-    return render(rows, list(titles), "markdown", headers=titles,
-                  cells=dict.fromkeys(list(titles)[1:], "{:.4f}".format))
 
 
 class Baseline(Command):
@@ -247,7 +165,12 @@ class Baseline(Command):
         parser.add_argument("--reports-dir", default="reports", metavar="DIR")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from emotune.baseline import baseline_markdown, baselines
+        from emotune.baseline import (
+            BASELINE_COLUMNS,
+            baseline_markdown,
+            baseline_records,
+            baselines,
+        )
         from emotune.data import load_dataset
         from emotune.results import atomic_write_json, atomic_write_text
 
@@ -255,9 +178,8 @@ class Baseline(Command):
         result = baselines(load_dataset(config.data))
         out = Path(args.reports_dir) / "baseline"
         atomic_write_json(out / "baseline.json", result)
-        atomic_write_text(out / "baseline.md",
-                          "# Baselines (same splits)\n\n" + baseline_markdown(result))
-        table = baseline_table(result)
+        table = baseline_markdown(result)
+        atomic_write_text(out / "baseline.md", "# Baselines (same splits)\n\n" + table)
         self.out.records(baseline_records(result), BASELINE_COLUMNS, table=table,
                          markdown=table)
         self.out.note(f"written: {out / 'baseline.md'}, {out / 'baseline.json'}")
