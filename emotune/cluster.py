@@ -138,7 +138,13 @@ def run_cluster(argv: Sequence[str], workers: int, chief_log: Path, *,
                 restarts += 1
                 log(f"worker {tuner_id} died (exit {code}); restarting it to resume its trial")
                 procs[tuner_id] = launch(tuner_id)
-            if chief.poll() is not None and procs:
+            chief_code = chief.poll()
+            if chief_code == 0 and procs:
+                # KerasTuner's chief exits once it has told every worker to stop: the study
+                # is done and the workers are only shutting down.
+                _wait_for(list(procs.values()), chief_exit_s)
+                break
+            if chief_code is not None and procs:
                 raise EmotuneError("the KerasTuner chief died; finished trials are kept — "
                                    "rerun the same command to resume")
         try:
@@ -155,3 +161,13 @@ def run_cluster(argv: Sequence[str], workers: int, chief_log: Path, *,
                     proc.kill()
         log_file.close()
     return ClusterResult(restarts, time.monotonic() - start)
+
+
+def _wait_for(procs: list[subprocess.Popen], timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` in all for ``procs`` to exit (the caller ends the rest)."""
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return

@@ -217,6 +217,12 @@ def write_trial_record(trial_dir: Path, record: dict[str, Any]) -> None:
     atomic_write_json(trial_dir / "emotune.json", record)
 
 
+def read_trial_record(trial_dir: Path) -> dict[str, Any]:
+    """A trial's ``emotune.json``; empty if it has none yet."""
+    path = trial_dir / "emotune.json"
+    return read_json(path) if path.is_file() else {}
+
+
 def write_trial_history(trial_dir: Path, histories: list[Any]) -> None:
     """A trial's per-epoch history, every seed's (each frame with its ``seed`` column)."""
     import pandas as pd
@@ -258,8 +264,7 @@ def finished_curves(project: Path, like: dict[str, Any] | None = None) -> list[l
 
     curves = []
     for d in trial_dirs(project):
-        rec = d / "emotune.json"
-        record = read_json(rec) if rec.is_file() else {}
+        record = read_trial_record(d)
         values = record.get("hyperparameters", {})
         if like is not None and not all(same_setting(values.get(k), v) for k, v in like.items()):
             continue

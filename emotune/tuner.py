@@ -135,6 +135,13 @@ class EmotuneTuner(BaseTuner):
         config = self.space.config_for(hp.values)
         trial_dir = Path(self.get_trial_dir(trial.trial_id))
         values = hp_values(config)
+        earlier = results.read_trial_record(trial_dir)
+        if earlier.get("status") in ("completed", "pruned") and earlier.get("runs") and \
+                earlier.get("hyperparameters") == values:
+            # Trained to the end before the search died, but before KerasTuner recorded the
+            # trial's end: its numbers stand (its model was not kept).
+            log("  trained before the interruption; its recorded numbers are kept")
+            return _mean_metrics(earlier["runs"])
         record: dict[str, Any] = {
             "status": "running", "reason": "", "hyperparameters": values,
             "sweeps": sweeps_of(values, self.space.base, list(self.study.params))
@@ -157,9 +164,7 @@ class EmotuneTuner(BaseTuner):
         record["status"] = "pruned" if pruned else "completed"
         results.write_trial_record(trial_dir, record)
         self._last_model = best_model
-        runs = record["runs"]
-        return {m: sum(r[m] for r in runs) / len(runs)
-                for m in ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch")}
+        return _mean_metrics(record["runs"])
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_end(trial)  # the oracle records it
@@ -227,6 +232,12 @@ class EmotuneTuner(BaseTuner):
             self._curves = results.finished_curves(self.project, like)
         min_trials = 1 if self.study.sweep else cfg.prune_min_trials  # the default's curve
         return median_stopping(self._curves, cfg.prune_warmup, min_trials)
+
+
+def _mean_metrics(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """The objective and its companions for KerasTuner: means over the trial's seeds."""
+    return {m: sum(r[m] for r in runs) / len(runs)
+            for m in ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch")}
 
 
 def _resource_reason(e: Exception, config: Config) -> str | None:

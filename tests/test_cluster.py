@@ -81,3 +81,40 @@ def test_a_worker_without_a_chief_gives_up_in_bounded_time(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "no KerasTuner chief answers" in proc.stderr and "emotune chief" in proc.stderr
+
+
+def test_a_worker_still_shutting_down_when_the_chief_exits_is_no_error(monkeypatch, tmp_path):
+    # KerasTuner's chief exits (code 0) once it has told every worker to stop; a worker that
+    # has not exited yet at that moment is finishing, not orphaned: the study is done.
+    from emotune import cluster
+
+    class Fake:
+        def __init__(self, role, polls_until_exit):
+            self.role, self.left = role, polls_until_exit
+
+        def poll(self):
+            if self.left > 0:
+                self.left -= 1
+                return None
+            return 0
+
+        def wait(self, timeout=None):
+            self.left = 0
+            return 0
+
+        def terminate(self):
+            self.left = 0
+
+    made = []
+
+    def popen(cmd, **kw):
+        role = cmd[cmd.index("--role") + 1]
+        made.append(Fake(role, 1 if role == "chief" else 10**6))
+        return made[-1]
+
+    monkeypatch.setattr(cluster.subprocess, "Popen", popen)
+    monkeypatch.setattr(cluster, "_listening", lambda port: True)
+    monkeypatch.setattr(cluster.time, "sleep", lambda s: None)
+    result = cluster.run_cluster(["search"], 2, tmp_path / "chief.log", chief_exit_s=1)
+    assert result.restarts == 0
+    assert [p.role for p in made] == ["chief", "worker", "worker"]

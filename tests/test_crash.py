@@ -236,9 +236,6 @@ class Killed(BaseException):
     """A kill -9 as seen from inside the search: nothing catches it (it is no Exception)."""
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a trial whose emotune.json says completed is "
-                   "trained again if the search dies before KerasTuner's end_trial records it "
-                   "(a ~4 ms window, found by killing on the 'completed' event)")
 def test_a_trial_killed_before_kerastuner_records_its_end_is_not_trained_again(tmp_path,
                                                                                monkeypatch):
     import keras_tuner

@@ -44,21 +44,10 @@ def test_training_never_reads_the_test_split(tiny_sets):
     fit(config, dataclasses.replace(prepared, test=Untouchable()), emb)
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    """One final-train on tiny data, shared by the tests below (it is read, never changed)."""
-    tmp_path = tmp_path_factory.mktemp("final")
-    tiny_sets = tiny_settings(make_tiny_data(tmp_path), make_tiny_glove(tmp_path),
-                              tmp_path / "emb")
-    config_file = tmp_path / "tiny.yaml"
-    config_file.write_text("model:\n  type: gru\n  units: 16\n  embedding: fine-tuned\n"
-                           "train:\n  lr: 0.02\n  epochs: 6\n")
-    sets = [x for s in tiny_sets if not s.startswith("epochs") and not s.startswith("units")
-            for x in ("--set", s)]
-    set_quiet(True)
-    assert main(["final-train", "--config", str(config_file), *sets, "--models-dir",
-                 str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")]) == 0
-    return tmp_path / "models" / "tiny", tmp_path / "reports" / "tiny" / "final"
+@pytest.fixture(scope="session")
+def bundle(final_bundle):
+    """conftest's session-scoped final-train on tiny data (read, never changed)."""
+    return final_bundle
 
 
 def test_final_train_writes_bundle_and_report(bundle):

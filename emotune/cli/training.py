@@ -149,6 +149,8 @@ class FinalTrain(Command):
         report = result.report_dir / "final.md"
         if result.table is None:
             e = result.evaluations[0]
+            if self.out.machine:  # the sentence goes to stderr beside the data
+                self.out.note(_final_line(e))
             self.out.records([_final_record(e, name=name, seed=e.seed,
                                             bundle=str(result.bundle_dir))],
                              table=_final_line(e))
