@@ -143,24 +143,57 @@ class TrainConfig:
                "an integer >= 1")
 
 
+def parse_repeats(text: str | int) -> tuple[int, int]:
+    """``search.repeats`` -> (seeds per trial, most seeds per value when racing, else 0):
+    "3" -> (3, 0), "auto" -> (1, 3), "auto:5" -> (1, 5). Raises ValueError."""
+    text = str(text).strip().lower()
+    if text == "auto":
+        return 1, 3
+    if text.startswith("auto:"):
+        most = int(text[5:])
+        if most < 2:
+            raise ValueError(text)
+        return 1, most
+    k = int(text)
+    if k < 1:
+        raise ValueError(text)
+    return k, 0
+
+
+def _repeats_ok(text: str) -> bool:
+    try:
+        parse_repeats(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     # name -> values of its one-at-a-time sweep (and its choices in joint searches); the names
     # are those of emotune.space.PARAMS, each sweep's default is the model/train value
     sweeps: dict[str, tuple] = field(default_factory=dict)
     trials: int = 20  # joint searches: at most this many trials
-    repeats: int = 1  # seeds per configuration; results keep mean and std
-    # Stop a trial whose best val accuracy so far trails, at the same epoch, the default
-    # configuration's curve (one-at-a-time sweeps) or the median of the finished trials'
-    # curves (grid, bayesian, random); never in Hyperband, which budgets epochs itself.
+    # Seeds per configuration: "K" trains each with K seeds (mean and std kept); "auto" or
+    # "auto:MAX" races them: one seed each, then more (up to MAX, default 3) only for the
+    # values still within noise of the best (search.parse_repeats).
+    repeats: str = "1"
+    # Stop a trial whose objective so far (val accuracy at its best val loss) trails, at the
+    # same epoch, the default configuration's (one-at-a-time sweeps) or the median of the
+    # finished trials' (grid, bayesian, random) by more than prune_z standard errors of the
+    # difference (binomial, on the validation size); never in Hyperband, which budgets
+    # epochs itself, and never a racing trial's extra seed.
     prune: bool = False
     prune_warmup: int = 2  # epochs before a trial may be pruned
     prune_min_trials: int = 3  # joint searches: finished trials needed before pruning starts
+    prune_z: float = 2.0  # how many standard errors a trial must trail by to be stopped
     hyperband_factor: int = 3
 
     def __post_init__(self) -> None:
         _check(self.trials >= 1, "trials", self.trials, "an integer >= 1")
-        _check(self.repeats >= 1, "repeats", self.repeats, "an integer >= 1")
+        _check(_repeats_ok(self.repeats), "repeats", self.repeats,
+               "an integer >= 1, auto, or auto:MAX with MAX >= 2")
+        _check(self.prune_z >= 0, "prune_z", self.prune_z, "a number >= 0")
         _check(self.prune_warmup >= 1, "prune_warmup", self.prune_warmup, "an integer >= 1")
         _check(self.prune_min_trials >= 1, "prune_min_trials", self.prune_min_trials,
                "an integer >= 1")

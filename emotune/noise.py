@@ -106,3 +106,51 @@ def _distance(value: Any, default: Any, log: bool) -> float:
     if log and value > 0 and default > 0:
         return abs(math.log(value) - math.log(default))
     return abs(value - default)
+
+
+def difference_se(a: Candidate, b: Candidate) -> float:
+    """The standard error of ``a.mean - b.mean`` for two independent measurements."""
+    return math.hypot(a.se, b.se)
+
+
+def contenders(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The values of a race that are not yet told apart: the best, and every value within
+    one standard error of the difference from it; empty once the best stands alone.
+
+    The rule of racing (Maron & Moore's Hoeffding races, Birattari's F-Race): a value clearly
+    behind the best gets no more seeds; values still within noise of it get more, until they
+    separate or run out of seeds. Pruned values are lower bounds and never contend.
+    """
+    complete = [c for c in candidates if not c.pruned]
+    if len(complete) < 2:
+        return []
+    best = max(complete, key=lambda c: c.mean)
+    close = [c for c in complete
+             if c is not best and best.mean - c.mean <= difference_se(best, c)]
+    return [best, *close] if close else []
+
+
+def interval95(mean: float, std: float, n: int) -> tuple[float, float]:
+    """A 95% confidence interval of a mean over ``n`` seeds (Student's t); (nan, nan) for
+    fewer than two seeds."""
+    if n < 2 or math.isnan(std):
+        return (math.nan, math.nan)
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float]
+                      ) -> tuple[float, float, int] | None:
+    """Mean and 95% half-width of ``a - b`` over the seeds both have (seed -> value), when
+    there are at least two: a paired comparison, where each seed's shared noise (its
+    shuffling, its initialisation) cancels. None with fewer common seeds."""
+    common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        return None
+    d = [a[s] - b[s] for s in common]
+    mean = sum(d) / len(d)
+    std = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
+    lo, hi = interval95(mean, std, len(d))
+    return mean, (hi - lo) / 2, len(d)

@@ -152,6 +152,8 @@ def trial_row(trial_dir: Path) -> dict[str, Any]:
             row[f"{m}_std"] = _std(vals)
     row["seconds"] = sum(r.get("seconds", 0.0) for r in per_seed) if per_seed else math.nan
     row["seeds"] = " ".join(str(r["seed"]) for r in per_seed)
+    row["val_accuracy_by_seed"] = " ".join(f"{r['val_accuracy']:.6g}" for r in per_seed
+                                           if r.get("val_accuracy") is not None)
     row["sweeps"] = " ".join(mine.get("sweeps", []))
     return row
 
@@ -256,10 +258,12 @@ def trial_model_path(project: Path, trial_id: str) -> Path:
 
 
 def finished_curves(project: Path, like: dict[str, Any] | None = None) -> list[list[float]]:
-    """Per-epoch val accuracy of each completed trial (first seed), for the pruning rule;
-    with ``like``, only of the trials with those parameter values."""
+    """Per epoch, the objective each completed trial (its first seed) would have reported had
+    it stopped there (``search.reported_so_far``), for the pruning rule; with ``like``, only of
+    the trials with those parameter values."""
     import pandas as pd
 
+    from emotune.search import reported_so_far
     from emotune.space import same_setting
 
     curves = []
@@ -271,7 +275,8 @@ def finished_curves(project: Path, like: dict[str, Any] | None = None) -> list[l
         if record.get("status") == "completed" and (d / "history.csv").is_file():
             h = pd.read_csv(d / "history.csv")
             h = h[h["seed"] == h["seed"].iloc[0]]
-            curves.append(h["val_accuracy"].tolist())
+            loss = h["val_loss"] if "val_loss" in h else [math.nan] * len(h)
+            curves.append(reported_so_far(h["val_accuracy"].tolist(), list(loss)))
     return curves
 
 

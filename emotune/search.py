@@ -49,10 +49,15 @@ class StudySpec:
     repeats: int
     sample: int | None
     prune: bool
+    race: int = 0  # --repeats auto[:MAX]: at most this many seeds per value; 0 = no racing
 
     @property
     def sweep(self) -> bool:
         return self.strategy == "sweep"
+
+    @property
+    def racing(self) -> bool:
+        return self.race > 0
 
     def describe(self) -> str:
         what = (f"one-at-a-time sweep of {', '.join(self.params)}" if self.sweep
@@ -75,34 +80,54 @@ def parse_budget(text: str | None) -> float | None:
 # ---------------------------------------------------------------- pruning (a pure rule)
 
 
-def should_prune(epoch: int, value: float, finished: list[list[float]], warmup: int,
-                 min_trials: int) -> bool:
-    """Median stopping: after ``warmup`` epochs, stop a trial whose best val accuracy up to
-    ``epoch`` (``value``) is below the median of the finished trials' val accuracy at that
-    epoch (Optuna's MedianPruner rule). The best so far, not the epoch's own value, because a
-    trial keeps its best epoch: one dip after a peak must not stop it.
+def reported_so_far(val_accuracy: list[float], val_loss: list[float]) -> list[float]:
+    """Per epoch, the val accuracy a trial would report if it stopped there: that of its
+    lowest val loss so far, the epoch whose weights early stopping restores. The quantity
+    the pruning rule compares is the objective a finished trial reports."""
+    out, best_loss, at_best = [], math.inf, math.nan
+    for acc, loss in zip(val_accuracy, val_loss):
+        if not math.isnan(loss) and (loss < best_loss or math.isnan(at_best)):
+            best_loss, at_best = loss, acc
+        out.append(at_best)
+    return out
 
-    ``finished`` holds each finished trial's per-epoch val accuracy; only trials that reached
+
+def should_prune(epoch: int, value: float, finished: list[list[float]], warmup: int,
+                 min_trials: int, n_val: int | None = None, z: float = 0.0) -> bool:
+    """Median stopping, noise-aware: after ``warmup`` epochs, stop a trial whose objective so
+    far (``value``, ``reported_so_far``) trails the median of the finished trials' objective
+    at that epoch (Optuna's MedianPruner rule) by more than ``z`` standard errors of the
+    difference, each the binomial error of an accuracy on ``n_val`` validation texts. With
+    ``z`` 0 (or no ``n_val``) any shortfall stops it.
+
+    ``finished`` holds each finished trial's per-epoch objective; only trials that reached
     ``epoch`` count, and at least ``min_trials`` of them are needed.
     """
-    if epoch < warmup:
+    from emotune.noise import binomial_se
+
+    if epoch < warmup or math.isnan(value):
         return False
-    at_epoch = [h[epoch - 1] for h in finished if len(h) >= epoch]
+    at_epoch = [h[epoch - 1] for h in finished if len(h) >= epoch and not math.isnan(h[epoch - 1])]
     if len(at_epoch) < min_trials:
         return False
-    return value < statistics.median(at_epoch)
+    bar = statistics.median(at_epoch)
+    margin = 0.0
+    if n_val and z > 0:
+        margin = z * math.hypot(binomial_se(value, n_val), binomial_se(bar, n_val))
+    return value < bar - margin
 
 
-def median_stopping(finished: list[list[float]], warmup: int,
-                    min_trials: int) -> Callable[[int, dict], bool]:
-    """The per-epoch pruning hook of one trial: it keeps the trial's best val accuracy."""
-    seen: list[float] = []
+def median_stopping(finished: list[list[float]], warmup: int, min_trials: int,
+                    n_val: int | None = None, z: float = 0.0) -> Callable[[int, dict], bool]:
+    """The per-epoch pruning hook of one trial: it follows the trial's objective so far."""
+    accs: list[float] = []
+    losses: list[float] = []
 
     def rule(epoch: int, logs: dict) -> bool:
-        value = logs.get("val_accuracy", math.nan)
-        if not math.isnan(value):
-            seen.append(value)
-        return should_prune(epoch, max(seen, default=math.nan), finished, warmup, min_trials)
+        accs.append(logs.get("val_accuracy", math.nan))
+        losses.append(logs.get("val_loss", math.nan))
+        value = reported_so_far(accs, losses)[-1]
+        return should_prune(epoch, value, finished, warmup, min_trials, n_val, z)
 
     return rule
 
@@ -119,21 +144,32 @@ class SearchOutcome:
     seconds: float
 
 
-def _study_record(study: StudySpec, config: Config, checksum: str) -> dict[str, Any]:
-    """What a resumed study must match: the study, its base settings, its data."""
+def _study_record(study: StudySpec, config: Config, checksum: str, n_val: int
+                  ) -> dict[str, Any]:
+    """What a resumed study must match (the study, its base settings, its data), the number
+    of validation texts (the noise of every number), and who wrote it."""
+    from emotune.provenance import provenance
+
     base = config.to_dict()
     sweeps = base.pop("search")["sweeps"]
     return {"study": dataclasses.asdict(study), "base_config": base, "data_checksum": checksum,
-            "sweeps": {n: sweeps[n] for n in study.params}}
+            "sweeps": {n: sweeps[n] for n in study.params}, "n_val": n_val,
+            "provenance": provenance()}
 
 
 # Where the data and the cache live may change between runs; the data checksum may not.
 RELOCATABLE = ("base_config.data.path", "base_config.embeddings.cache_dir")
+COMPARED = ("study", "base_config", "data_checksum", "sweeps")  # what a resume must match
 
 
-def _check_resumable(project: Path, record: dict[str, Any]) -> None:
-    saved = flatten(read_json(project / "study.json"))
-    new = flatten(json.loads(json.dumps(record)))
+def _check_resumable(project: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Raise unless ``project`` holds the same study; return its saved record."""
+    saved_record = read_json(project / "study.json")
+    defaults = {f.name: f.default for f in dataclasses.fields(StudySpec)
+                if f.default is not dataclasses.MISSING}  # fields newer than the study
+    saved_study = {**defaults, **saved_record.get("study", {})}
+    saved = flatten({**{k: saved_record.get(k) for k in COMPARED}, "study": saved_study})
+    new = flatten(json.loads(json.dumps({k: record[k] for k in COMPARED})))
     diff = sorted(k for k in set(saved) | set(new)
                   if saved.get(k) != new.get(k) and k not in RELOCATABLE)
     if diff:
@@ -141,6 +177,7 @@ def _check_resumable(project: Path, record: dict[str, Any]) -> None:
         raise EmotuneError(
             f"{project} holds a different study (differs in {shown}); rerun it with its own "
             f"settings to resume, add --overwrite to start over, or choose another --project")
+    return saved_record
 
 
 Trainer = Callable[..., Any]  # (config, model=..., on_epoch=..., prefix=...) -> TrainResult
@@ -207,18 +244,22 @@ def _run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any,
 
     from emotune.tuner import BudgetSpent, EmotuneHyperModel, EmotuneTuner, make_oracle
 
-    space = SearchSpace(config, list(study.params), study.sweep)
-    record = _study_record(study, config, prepared.checksum)
+    space = SearchSpace(config, list(study.params), study.sweep, study.race)
+    n_val = len(prepared.val.labels)
+    record = _study_record(study, config, prepared.checksum, n_val)
     if overwrite:
         clear_project(project)
     if (project / "study.json").is_file():
-        _check_resumable(project, record)
+        saved = _check_resumable(project, record)
+        # the first run's provenance stays; each trial records the run that trained it
+        record["provenance"] = saved.get("provenance") or record["provenance"]
     project.mkdir(parents=True, exist_ok=True)
     atomic_write_json(project / "study.json", record)
     if trainer is None or builder is None:
         trainer, builder = real_trainer_and_builder(prepared, embedding)
-    tuner = EmotuneTuner(make_oracle(study, config), EmotuneHyperModel(space, builder, trainer),
-                         study=study, project=project, keep_models=keep_models,
+    tuner = EmotuneTuner(make_oracle(study, config, space, n_val),
+                         EmotuneHyperModel(space, builder, trainer), study=study,
+                         project=project, n_val=n_val, keep_models=keep_models,
                          budget_s=budget_s)
     tuner.oracle.verbose = 0
     done_before = len(load_trials(project)) if (project / KT_DIR).is_dir() else 0

@@ -26,6 +26,7 @@ from emotune.errors import ConfigError
 
 POINT = "point"  # the hyperparameter of one-at-a-time studies
 DEFAULT_POINT = "default"
+REPEAT = "repeat"  # racing studies: which extra seed of a configuration (0: its first)
 
 
 @dataclass(frozen=True)
@@ -141,14 +142,17 @@ def sweeps_of(values: dict[str, Any], config: Config, names: list[str]) -> list[
 class SearchSpace:
     """Declares the space on a KerasTuner ``HyperParameters`` and reads configs back from it."""
 
-    def __init__(self, base: Config, params: list[str], sweep: bool) -> None:
+    def __init__(self, base: Config, params: list[str], sweep: bool, race: int = 0) -> None:
         self.base = base
         self.params = params
         self.sweep = sweep
+        self.race = race  # racing: up to this many seeds per configuration, as REPEAT 0..race-1
         self.points = sweep_points(base, params) if sweep else {}
         self.choices = {n: values_of(base, n) for n in params} if not sweep else {}
 
     def declare(self, hp: Any) -> None:
+        if self.race:
+            hp.Choice(REPEAT, list(range(self.race)), default=0, ordered=True)
         if self.sweep:
             hp.Choice(POINT, list(self.points), default=DEFAULT_POINT, ordered=False)
             return
@@ -179,6 +183,14 @@ class SearchSpace:
             config = dataclasses.replace(
                 config, train=dataclasses.replace(config.train, epochs=int(epochs)))
         return config
+
+    def groups(self, hp_values_: dict[str, Any]) -> list[str]:
+        """The races a configuration runs in: in one-at-a-time studies its sweeps (all of them
+        for the default point), in a grid the whole grid."""
+        if not self.sweep:
+            return ["grid"]
+        point = hp_values_[POINT]
+        return list(self.params) if point == DEFAULT_POINT else list(self.points[point])
 
     def size(self) -> int | None:
         """Number of trials a sweep has; None for joint searches (bounded by trials)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,11 @@ from keras_tuner.engine.base_tuner import BaseTuner
 from emotune import results
 from emotune.config import Config, override, plain
 from emotune.errors import ConfigError, TrainingError
+from emotune.noise import Candidate, contenders, noise
 from emotune.progress import log
+from emotune.provenance import provenance
 from emotune.search import OBJECTIVE, StudySpec, median_stopping
-from emotune.space import PARAMS, POINT, SearchSpace, hp_values, sweeps_of
+from emotune.space import PARAMS, POINT, REPEAT, SearchSpace, hp_values, sweeps_of
 
 Trainer = Callable[..., Any]  # (config, model=..., on_epoch=..., prefix=...) -> TrainResult
 Builder = Callable[[Config], Any]  # config -> a compiled Keras model (None in search tests)
@@ -81,14 +84,16 @@ class EmotuneTuner(BaseTuner):
         hypermodel: an ``EmotuneHyperModel``.
         study: what the study searches.
         project: the study folder; KerasTuner's own project is ``project/kt``.
+        n_val: the number of validation texts (the noise of the pruning rule).
         keep_models: keep every trial's model, not only the best one.
         budget_s: start no new trial after this many seconds.
     """
 
     def __init__(self, oracle: kt.Oracle, hypermodel: EmotuneHyperModel, *, study: StudySpec,
-                 project: Path, keep_models: bool = False, budget_s: float | None = None
-                 ) -> None:
+                 project: Path, n_val: int, keep_models: bool = False,
+                 budget_s: float | None = None) -> None:
         self.study, self.space, self.project = study, hypermodel.space, project
+        self.n_val = n_val  # validation texts: the pruning rule's noise
         self.keep_models, self.budget_s = keep_models, budget_s
         self.started = time.monotonic()
         self.trained_now = 0  # trials this process ran
@@ -127,7 +132,11 @@ class EmotuneTuner(BaseTuner):
         values = trial.hyperparameters.values
         what = values[POINT] if self.study.sweep else " ".join(
             f"{k}={v}" for k, v in values.items() if k in PARAMS)
-        log(f"trial {n}{f'/{total}' if total else ''}: {what}")
+        repeat = values.get(REPEAT, 0)
+        if repeat:
+            seed = self.space.base.train.seed + repeat
+            what += f" (seed {seed}: racing, within noise of the best)"
+        log(f"trial {n}{f'/{total}' if total and not repeat else ''}: {what}")
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any
                   ) -> dict[str, float]:
@@ -141,20 +150,22 @@ class EmotuneTuner(BaseTuner):
             # Trained to the end before the search died, but before KerasTuner recorded the
             # trial's end: its numbers stand (its model was not kept).
             log("  trained before the interruption; its recorded numbers are kept")
-            return _mean_metrics(earlier["runs"])
+            return _mean_metrics(earlier["runs"], earlier["status"] == "pruned")
         record: dict[str, Any] = {
             "status": "running", "reason": "", "hyperparameters": values,
             "sweeps": sweeps_of(values, self.space.base, list(self.study.params))
             if self.study.sweep else [],
-            "epochs": config.train.epochs, "runs": [], "tuner_id": self.tuner_id,
+            "epochs": config.train.epochs, "repeat": hp.values.get(REPEAT, 0), "runs": [],
+            "tuner_id": self.tuner_id, "provenance": provenance(),
         }
         results.write_trial_record(trial_dir, record)
         self.trained_now += 1
         histories, pruned = [], False
         best_model, best_acc = None, -1.0
+        repeat = hp.values.get(REPEAT, 0)  # racing: this trial is the value's extra seed
         for k in range(self.study.repeats):
-            seed = config.train.seed + k
-            result = self._fit_one(hp, seed, config, trial_dir, record)
+            seed = config.train.seed + repeat + k
+            result = self._fit_one(hp, seed, config, trial_dir, record, prune=repeat == 0)
             record["runs"].append({"seed": seed, **result.metrics})
             pruned = pruned or result.stopped_by_hook
             histories.append(result.history.assign(seed=seed))
@@ -164,7 +175,7 @@ class EmotuneTuner(BaseTuner):
         record["status"] = "pruned" if pruned else "completed"
         results.write_trial_record(trial_dir, record)
         self._last_model = best_model
-        return _mean_metrics(record["runs"])
+        return _mean_metrics(record["runs"], pruned)
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_end(trial)  # the oracle records it
@@ -178,13 +189,17 @@ class EmotuneTuner(BaseTuner):
             log(f"  trial {trial.trial_id} failed: {row['reason']}")
             return
         done = frame[frame["status"].isin(["completed", "pruned"])]
-        best = done.loc[done[OBJECTIVE].idxmax()]
-        pruned = " (pruned)" if row["status"] == "pruned" else ""
-        log(f"  val_acc {row[OBJECTIVE]:.4f}{pruned} in {row['seconds']:.0f}s; best so far "
-            f"{best[OBJECTIVE]:.4f} (trial {best['trial_id']}), {len(done)} trials done")
+        complete = done[done["status"] == "completed"]
+        pruned = " (pruned: a lower bound)" if row["status"] == "pruned" else ""
+        so_far = "no trial ran to the end yet" if complete.empty else (
+            f"best so far {complete[OBJECTIVE].max():.4f} "
+            f"(trial {complete.loc[complete[OBJECTIVE].idxmax(), 'trial_id']})")
+        log(f"  val_acc {row[OBJECTIVE]:.4f}{pruned} in {row['seconds']:.0f}s; {so_far}, "
+            f"{len(done)} trials done")
         model, self._last_model = self._last_model, None
-        if model is None:
+        if model is None or complete.empty:
             return
+        best = complete.loc[complete[OBJECTIVE].idxmax()]
         if self.keep_models:
             self.save_model(trial.trial_id, model)
         if best["trial_id"] == trial.trial_id:
@@ -203,11 +218,11 @@ class EmotuneTuner(BaseTuner):
     # -- one seed of a trial
 
     def _fit_one(self, hp: kt.HyperParameters, seed: int, config: Config, trial_dir: Path,
-                 record: dict[str, Any]) -> Any:
+                 record: dict[str, Any], prune: bool = True) -> Any:
         try:
             model = self.hypermodel.build(hp, seed=seed)
-            return self.hypermodel.fit(hp, model, seed=seed, on_epoch=self._pruner(),
-                                       prefix="  ")
+            return self.hypermodel.fit(hp, model, seed=seed,
+                                       on_epoch=self._pruner() if prune else None, prefix="  ")
         except (TrainingError, ConfigError) as e:
             reason, cause = str(e), None
         except Exception as e:
@@ -231,13 +246,16 @@ class EmotuneTuner(BaseTuner):
         if self._curves is None:
             self._curves = results.finished_curves(self.project, like)
         min_trials = 1 if self.study.sweep else cfg.prune_min_trials  # the default's curve
-        return median_stopping(self._curves, cfg.prune_warmup, min_trials)
+        return median_stopping(self._curves, cfg.prune_warmup, min_trials, self.n_val,
+                               cfg.prune_z)
 
 
-def _mean_metrics(runs: list[dict[str, Any]]) -> dict[str, float]:
-    """The objective and its companions for KerasTuner: means over the trial's seeds."""
-    return {m: sum(r[m] for r in runs) / len(runs)
-            for m in ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch")}
+def _mean_metrics(runs: list[dict[str, Any]], pruned: bool) -> dict[str, float]:
+    """The objective and its companions for KerasTuner: means over the trial's seeds, and
+    whether it was pruned (its objective then a lower bound, which racing must know)."""
+    out = {m: sum(r[m] for r in runs) / len(runs)
+           for m in ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch")}
+    return {**out, "pruned": float(pruned)}
 
 
 def _resource_reason(e: Exception, config: Config) -> str | None:
@@ -258,20 +276,104 @@ class ResumableGridOracle(kt.Oracle):
     """
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
-        space = self.get_space().space
+        space = [hp for hp in self.get_space().space if hp.name != REPEAT]
         grids = [[hp.default, *(v for v in hp.values if v != hp.default)] for hp in space]
+        racing = any(hp.name == REPEAT for hp in self.get_space().space)
         for combo in itertools.product(*grids):
             values = {hp.name: v for hp, v in zip(space, combo)}
+            if racing:
+                values[REPEAT] = 0
             if not self._duplicate(values):
                 return {"status": "RUNNING", "values": values}
+        values = self.next_race() if racing else None
+        if values is not None:
+            return {"status": "RUNNING", "values": values}
         if self.ongoing_trials:
             return {"status": "IDLE", "values": None}
         return {"status": "STOPPED", "values": None}
 
+    def next_race(self) -> dict[str, Any] | None:
+        return None
 
-def make_oracle(study: StudySpec, config: Config) -> kt.Oracle:
-    """The Oracle of ``study``: the resumable grid for sweeps and grid searches, KerasTuner's
-    own for the Bayesian, random and Hyperband strategies."""
+
+class RacingOracle(ResumableGridOracle):
+    """The grid once with one seed each, then racing (``--repeats auto[:MAX]``).
+
+    Once every value of a race (a sweep, or the whole grid) has its first result, the values
+    still within noise of the best (``noise.contenders``) get one more seed each, fewest seeds
+    first, up to ``race`` seeds; a value clearly behind never gets a second. Everything is
+    derived from the finished trials, so a resumed study and the chief of ``--workers`` make
+    the same decisions; a value's next seed joins the queue as soon as its race allows it.
+
+    Args:
+        race: the most seeds a value gets.
+        n_val: validation texts (the binomial noise floor).
+        space: the study's ``SearchSpace`` (which races a configuration runs in).
+    """
+
+    def __init__(self, *, race: int, n_val: int, space: SearchSpace, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.race, self.n_val, self.space = race, n_val, space
+
+    def next_race(self) -> dict[str, Any] | None:
+        return _race_values(self.trials.values(), self.race, self.n_val, self.space.groups)
+
+
+def _race_key(values: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps({k: v for k, v in values.items()
+                       if k != REPEAT and not k.startswith("tuner/")}, sort_keys=True)
+
+
+def _race_values(trials: Any, race: int, n_val: int,
+                 groups: Callable[[dict[str, Any]], list[str]]) -> dict[str, Any] | None:
+    """The next racing trial's values, or None: see ``RacingOracle``."""
+    points: dict[str, dict[str, Any]] = {}
+    for trial in sorted(trials, key=lambda t: t.trial_id):
+        values = dict(trial.hyperparameters.values)
+        p = points.setdefault(_race_key(values), {
+            "values": values, "accs": [], "pruned": False, "running": False, "taken": set(),
+            "first_done": False, "order": len(points)})
+        repeat = values.get(REPEAT, 0)
+        p["taken"].add(repeat)
+        if trial.status in ("RUNNING", "IDLE"):
+            p["running"] = True
+            continue
+        p["first_done"] = p["first_done"] or repeat == 0
+        if trial.status == "COMPLETED":
+            if trial.metrics.exists("pruned") and trial.metrics.get_last_value("pruned"):
+                p["pruned"] = True
+            elif trial.metrics.exists(OBJECTIVE):
+                p["accs"].append(trial.metrics.get_last_value(OBJECTIVE))
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for p in points.values():
+        for g in groups(p["values"]):
+            by_group.setdefault(g, []).append(p)
+    for members in by_group.values():
+        if not all(p["first_done"] for p in members):
+            continue  # the race starts when every value of it has its first result
+        cands = {}
+        for p in members:
+            if p["accs"]:
+                k = len(p["accs"])
+                mean = sum(p["accs"]) / k
+                std = (math.sqrt(sum((a - mean) ** 2 for a in p["accs"]) / (k - 1))
+                       if k > 1 else math.nan)
+                cands[id(p)] = Candidate(id(p), mean, noise(mean, std, k, n_val), p["pruned"])
+        racing = [p for p in members if id(p) in {c.value for c in contenders(
+            list(cands.values()))}]
+        for p in sorted(racing, key=lambda p: (len(p["taken"]), p["order"])):
+            free = [r for r in range(race) if r not in p["taken"]]
+            if free and not p["running"]:
+                return {**p["values"], REPEAT: free[0]}
+    return None
+
+
+def make_oracle(study: StudySpec, config: Config, space: SearchSpace | None = None,
+                n_val: int | None = None) -> kt.Oracle:
+    """The Oracle of ``study``: the resumable grid for sweeps and grid searches (racing with
+    ``study.race``), KerasTuner's own for the Bayesian, random and Hyperband strategies."""
     objective = kt.Objective(OBJECTIVE, direction="max")
     # KerasTuner stops a search after N consecutive FailedTrialErrors (default 3). Those are
     # each one trial's own failure (a sweep of high learning rates may diverge several times
@@ -279,6 +381,13 @@ def make_oracle(study: StudySpec, config: Config) -> kt.Oracle:
     # is a FatalError and stops the search at once.
     common = {"objective": objective, "seed": config.train.seed,
               "max_consecutive_failed_trials": 10**6}
+    if study.racing:
+        if not (study.sweep or study.strategy == "grid") or space is None or not n_val:
+            raise ConfigError("--repeats auto races seeds among a fixed set of values: use it "
+                              "with --param (sweeps) or --strategy grid, and --repeats K with "
+                              "bayesian, random or hyperband")
+        return RacingOracle(race=study.race, n_val=n_val, space=space,
+                            max_trials=study.trials, **common)
     if study.sweep or study.strategy == "grid":
         return ResumableGridOracle(max_trials=study.trials, **common)
     if study.strategy == "bayesian":
@@ -288,4 +397,3 @@ def make_oracle(study: StudySpec, config: Config) -> kt.Oracle:
     return kt.oracles.HyperbandOracle(max_epochs=config.train.epochs,
                                       factor=config.search.hyperband_factor,
                                       hyperband_iterations=1, **common)
-

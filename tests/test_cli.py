@@ -216,8 +216,9 @@ def test_prune_help_says_what_the_bar_is_for_sweeps_and_joint_searches(capsys):
         main(["search", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     prune = text[text.index("--prune "):text.index("--budget DURATION ")]
-    assert "one-at-a-time sweeps the default configuration's curve" in prune
+    assert "one-at-a-time sweeps the default configuration's" in prune
     assert "random searches the median of the finished trials" in prune
+    assert "search.prune_z standard errors" in prune and "never a recommendation" in prune
 
 
 def test_a_bad_format_is_a_one_line_usage_error():

@@ -21,8 +21,13 @@ from emotune.train import TrainResult
 DEFAULT = hp_values(build_config())
 
 
+class FakeSplit:
+    labels = np.zeros(2000, dtype=int)  # 2,000 validation texts, as the emotion dataset's
+
+
 class FakePrepared:
     checksum = "fake"
+    val = FakeSplit()
 
 
 class FakeTrainer:
@@ -214,21 +219,45 @@ def test_median_stopping_rule(epoch, value, expected):
     assert should_prune(epoch, value, finished, warmup=2, min_trials=2) is expected
 
 
-def test_pruning_keeps_a_trial_whose_best_epoch_beats_the_median():
-    from emotune.search import median_stopping
+def test_pruning_judges_the_objective_the_trial_would_report():
+    # The pruned quantity is the reported one: val accuracy at the lowest val loss so far
+    # (the epoch early stopping restores), not the best accuracy of any epoch.
+    from emotune.search import median_stopping, reported_so_far
 
+    assert reported_so_far([0.9, 0.4, 0.7], [0.3, 0.5, 0.2]) == [0.9, 0.9, 0.7]
     finished = [[0.5, 0.6, 0.7], [0.4, 0.6], [0.6, 0.7, 0.8]]  # medians 0.5, 0.6, 0.75
-    rule = median_stopping(finished, warmup=2, min_trials=2)
-    assert [rule(e, {"val_accuracy": v}) for e, v in ((1, 0.9), (2, 0.4))] == [False, False]
-    rule = median_stopping(finished, warmup=2, min_trials=2)  # a new trial, never above 0.55
-    assert [rule(e, {"val_accuracy": v}) for e, v in ((1, 0.55), (2, 0.5))] == [False, True]
+
+    def judged(curve):
+        rule = median_stopping(finished, warmup=2, min_trials=2)
+        return [rule(e, {"val_accuracy": a, "val_loss": loss})
+                for e, (a, loss) in enumerate(curve, 1)]
+
+    assert judged([(0.9, 0.3), (0.4, 0.5)]) == [False, False]  # keeps its epoch-1 weights
+    assert judged([(0.55, 0.5), (0.5, 0.45)]) == [False, True]  # 0.5 < 0.6
+    # its best accuracy (0.65) beats the median, but the epoch it would report does not
+    assert judged([(0.65, 0.6), (0.5, 0.4)]) == [False, True]
+
+
+def test_pruning_is_noise_aware():
+    # With z standard errors of margin (binomial, on n_val texts) a trial trailing the bar by
+    # less than that goes on; by more, it stops.
+    from emotune.noise import binomial_se
+
+    finished = [[0.80, 0.85]]
+    se = math.hypot(binomial_se(0.84, 2000), binomial_se(0.85, 2000))  # ~0.011
+    assert should_prune(2, 0.84, finished, 2, 1) is True  # any shortfall, without noise
+    assert should_prune(2, 0.84, finished, 2, 1, n_val=2000, z=1.0) is False  # 0.01 < 1 SE
+    assert should_prune(2, 0.85 - 2.1 * se, finished, 2, 1, n_val=2000, z=2.0) is True
+    assert should_prune(2, 0.85 - 1.9 * se, finished, 2, 1, n_val=2000, z=2.0) is False
+    assert should_prune(2, 0.84, finished, 2, 1, n_val=100, z=1.0) is False  # fewer texts
 
 
 def test_sweep_pruning_measures_each_value_against_the_default(tmp_path):
     # In one-at-a-time sweeps the bar is the default's curve, not the median of every sweep:
     # values that end above the default are never stopped, values below it are.
     trainer = FakeTrainer()
-    out = run(tmp_path, study(["lr", "dropout"], prune=True), trainer, sets=["prune_warmup=1"])
+    out = run(tmp_path, study(["lr", "dropout"], prune=True), trainer,
+              sets=["prune_warmup=1", "prune_z=0"])
     default = FakeTrainer.score({"lr": 0.001, "dropout": 0.5, "optimizer": "adam"}, 42)
     for _, t in out.trials.iterrows():
         score = FakeTrainer.score({"lr": t["lr"], "dropout": t["dropout"],
@@ -273,7 +302,7 @@ def test_pruning_stops_bad_trials_early(tmp_path):
     # prune_min_trials (5 here, more trials than the bar ever holds) does not apply.
     out = run(tmp_path / "sweep", study(["optimizer", "dropout"], prune=True), FakeTrainer(),
               sets=["sweeps.dropout=[0.2, 0.38, 0.41, 0.46, 0.5, 0.65]", "prune_warmup=2",
-                    "prune_min_trials=5"])
+                    "prune_min_trials=5", "prune_z=0"])
     trials = out.trials
     assert len(trials) == 8  # the default, 2 other optimizers, 5 other dropouts
     is_default = lambda row: (row["optimizer"], row["dropout"]) == ("adam", 0.5)  # noqa: E731
@@ -299,7 +328,7 @@ def test_pruning_stops_bad_trials_early(tmp_path):
     # FakeTrainer's best: no ties with the bar.)
     out = run(tmp_path / "grid", study(["optimizer", "dropout"], "grid", prune=True),
               FakeTrainer(), sets=["sweeps.dropout=[0.2, 0.35, 0.5, 0.65]", "prune_warmup=2",
-                                   "prune_min_trials=3"])
+                                   "prune_min_trials=3", "prune_z=0"])
     trials = out.trials
     assert len(trials) == 12
     expected = _pruned_by_hand(trials, 2, 3)
@@ -371,3 +400,47 @@ def test_a_trial_file_caught_mid_write_is_read_again(tmp_path):
     path.write_text("{broken")
     with pytest.raises(EmotuneError, match="cannot be read"):
         read_json(path, attempts=2)
+
+
+def _race(tmp_path, trainer, race=3, **kw):
+    st = StudySpec("gru", ("lr",), "sweep", None, 1, None, False, race)
+    return run(tmp_path, st, trainer, sets=["sweeps.lr=[0.001, 0.0009, 0.002, 0.01]"], **kw)
+
+
+def test_racing_gives_extra_seeds_only_to_values_within_noise_of_the_best(tmp_path):
+    # FakeTrainer: lr 0.001 (the default) scores 0.810, 0.0009 0.8077, 0.002 0.795, 0.01 0.760,
+    # each +0.001 per seed. On 2,000 texts one SE of a difference is ~0.012: only 0.0009 is
+    # within noise of the best, and the two never separate, so both get all three seeds.
+    trainer = FakeTrainer()
+    out = _race(tmp_path, trainer)
+    seeds = {}
+    for c in trainer.calls:
+        seeds.setdefault(c["lr"], []).append(c["seed"])
+    assert seeds == {0.001: [42, 43, 44], 0.0009: [42, 43, 44], 0.002: [42], 0.01: [42]}
+    assert [c["lr"] for c in trainer.calls[:4]] == [0.001, 0.0009, 0.002, 0.01]  # round one
+    assert len(out.trials) == 8  # one row per seed's run in trials.csv
+    rows = out.trials[out.trials["lr"] == 0.0009]
+    assert sorted(rows["seeds"].astype(str)) == ["42", "43", "44"]
+    # a value never clearly behind that is separated by its second seed stops there
+    trainer = FakeTrainer()
+    _race(tmp_path / "max2", trainer, race=2)
+    assert len(trainer.calls) == 6
+
+
+def test_a_race_resumed_after_a_kill_makes_the_same_decisions(tmp_path):
+    whole = FakeTrainer()
+    _race(tmp_path / "whole", whole)
+    first = FakeTrainer(interrupt_at=6)  # killed during the race's second round
+    with pytest.raises(KeyboardInterrupt):
+        _race(tmp_path / "killed", first)
+    second = FakeTrainer()
+    out = _race(tmp_path / "killed", second)
+    key = lambda c: (c["lr"], c["seed"])  # noqa: E731
+    assert sorted(map(key, first.calls[:5] + second.calls)) == sorted(map(key, whole.calls))
+    assert len(out.trials) == 8 and set(out.trials["status"]) == {"completed"}
+
+
+def test_racing_needs_a_fixed_set_of_values(tmp_path):
+    st = StudySpec("gru", ("lr",), "bayesian", 4, 1, None, False, 3)
+    with pytest.raises(Exception, match="--repeats auto races seeds"):
+        run(tmp_path, st, FakeTrainer())

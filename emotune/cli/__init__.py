@@ -85,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    from emotune.provenance import set_command
+
+    set_command(argv)
     command: Command | None = getattr(args, "handler", None)
     if command is None:
         parser.print_help()

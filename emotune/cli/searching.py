@@ -29,15 +29,18 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
                    help="joint search over all parameters (or those given by --param)")
     p.add_argument("--trials", type=int, help="joint searches: at most N trials "
                                               "(search.trials, default 20)")
-    p.add_argument("--repeats", type=int, metavar="K",
-                   help="train every configuration with K seeds; keep mean and std")
+    p.add_argument("--repeats", metavar="K|auto[:MAX]",
+                   help="K: train every configuration with K seeds, keep mean and std; auto: "
+                        "race seeds, one per value, then more (up to MAX, default 3) only for "
+                        "the values still within noise of the best (sweeps and grid)")
     p.add_argument("--prune", action="store_true",
-                   help="after search.prune_warmup epochs, stop a trial whose best val "
-                        "accuracy so far is below the bar at the same epoch: in one-at-a-time "
-                        "sweeps the default configuration's curve; in grid, bayesian and "
-                        "random searches the median of the finished trials (once "
-                        "search.prune_min_trials have finished); hyperband ignores it (it "
-                        "stops trials its own way)")
+                   help="after search.prune_warmup epochs, stop a trial whose objective so "
+                        "far (val accuracy at its best val loss) trails the bar at the same "
+                        "epoch by more than search.prune_z standard errors: in one-at-a-time "
+                        "sweeps the default configuration's; in grid, bayesian and random "
+                        "searches the median of the finished trials (once "
+                        "search.prune_min_trials have finished). A pruned trial is a lower "
+                        "bound, never a recommendation; hyperband ignores --prune")
     p.add_argument("--budget", metavar="DURATION",
                    help="start no new trial after this long (e.g. 15m, 1h30m); the current "
                         "one finishes; rerun to continue")
@@ -57,6 +60,7 @@ def _overwrite_option(p: argparse.ArgumentParser) -> None:
 
 def study_from_args(args: argparse.Namespace, config: Any) -> Any:
     """The ``search.StudySpec`` that --param or --strategy describe, checked."""
+    from emotune.config import parse_repeats
     from emotune.search import StudySpec
     from emotune.space import CORE, SearchSpace, resolve_param
 
@@ -72,8 +76,13 @@ def study_from_args(args: argparse.Namespace, config: Any) -> Any:
     sweep = strategy == "sweep"
     SearchSpace(config, params, sweep)  # checks every value before any data is read
     trials = None if sweep or strategy == "hyperband" else config.search.trials
-    return StudySpec(config.model.type, tuple(params), strategy, trials, config.search.repeats,
-                     args.sample, config.search.prune)
+    repeats, race = parse_repeats(config.search.repeats)
+    if race and not (sweep or strategy == "grid"):
+        raise EmotuneError(f"--repeats auto races seeds among a fixed set of values: use it "
+                           f"with --param or --strategy grid, or give --repeats K with "
+                           f"--strategy {strategy}")
+    return StudySpec(config.model.type, tuple(params), strategy, trials, repeats,
+                     args.sample, config.search.prune, race)
 
 
 class Search(Command):
@@ -129,8 +138,11 @@ class Search(Command):
             prepared = subsample(prepared, args.sample, config.data.split_seed)
         if not args.debug:
             import_tensorflow_quietly()
+        seeds = (f", racing up to {study.race} seeds for values within noise of the best"
+                 if study.racing else
+                 f", {study.repeats} seeds each" if study.repeats > 1 else "")
         log(f"study {project}: {study.describe()}; {len(prepared.train.labels)} training rows"
-            f"{f', {study.repeats} seeds each' if study.repeats > 1 else ''}")
+            f"{seeds}")
         # The supervisor of --workers holds the study's lock; so does `emotune chief`, for its
         # workers (`emotune worker` may run on the chief's machine too).
         outcome = run_search(study, config, prepared, embedding, project=project,
@@ -179,6 +191,8 @@ class Search(Command):
         best = top(frame, 5)
         cols = ["trial_id", "status", *study.params, "val_accuracy", "val_loss", "best_epoch",
                 "epochs_run", "seconds"]
+        if study.racing:
+            cols.insert(cols.index("val_accuracy"), "seeds")
         if study.repeats > 1:
             cols.insert(cols.index("val_loss"), "val_accuracy_std")
         if not best.empty or self.out.machine:  # an empty table is still a table to parse
