@@ -1,9 +1,13 @@
 """Studies -> decisions. Pure functions over trials DataFrames; report.py draws their output.
 
 A one-at-a-time study gives one ``Sweep`` per parameter (its values with the others at their
-defaults); a joint study gives per-parameter marginals. ``recommend`` combines them into one
-configuration with its expected val accuracy: measured when that configuration was trained;
-otherwise the best single change's measured numbers, stated as such (separate sweeps' gains
+defaults); a joint study gives per-parameter marginals. Every number carries its noise
+(``noise.py``: the binomial error of an accuracy on the validation texts, or the seeds' spread
+where larger), and ``recommend`` chooses by the one-standard-error rule: among the values
+within one standard error of the best, the one nearest the default, so that a choice changes
+only when the evidence does. A pruned trial's number is a lower bound: shown, never chosen.
+The expected val accuracy is measured when the recommended configuration was trained;
+otherwise the best chosen change's measured numbers, stated as such (separate sweeps' gains
 need not add up, so no sum is claimed).
 """
 
@@ -16,38 +20,84 @@ from typing import Any
 
 from emotune.config import plain
 from emotune.errors import EmotuneError
+from emotune.noise import (
+    Candidate,
+    Choice,
+    binomial_se,
+    distance,
+    interval95,
+    noise,
+    one_se_choice,
+    paired_difference,
+)
 from emotune.results import load_trials, read_json
 from emotune.space import PARAMS, same_setting
 
-# Trials whose numbers count. A pruned trial's val accuracy is its best before it was stopped,
-# a lower bound of what it would have reached; leaving it out would drop its value from the
-# sweep (the first pruning rule even stopped a best-so-far trial after one dip).
+# Trials whose numbers are shown. A pruned trial's val accuracy is what it reported when it
+# was stopped, a lower bound of what it would have reached: shown (marked), never chosen.
 DONE = ("completed", "pruned")
 
 
 @dataclass(frozen=True)
 class Point:
+    """One value of a parameter (or one configuration) with its numbers and their noise."""
+
     value: Any
-    val_accuracy: float
-    val_accuracy_std: float
+    val_accuracy: float  # mean over seeds (sweeps) or trials (joint marginals)
+    val_accuracy_std: float  # sample std between them; nan with one
     val_loss: float
     val_loss_std: float
     n: int  # seeds (sweeps) or trials (joint marginals) behind the numbers
-    trial_id: str = ""
+    trial_id: str = ""  # its (first) trial
+    se: float = 0.0  # the noise of the mean (noise.noise); 0 when the study predates n_val
+    pruned: bool = False  # stopped early: val_accuracy is a lower bound
+    by_seed: tuple[tuple[int, float], ...] = ()  # (seed, val accuracy) of each run
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95% interval of the mean over seeds (Student's t); nan with one seed."""
+        return interval95(self.val_accuracy, self.val_accuracy_std, self.n)
+
+    def candidate(self) -> Candidate:
+        return Candidate(self.value, self.val_accuracy, self.se, self.pruned)
 
 
 @dataclass(frozen=True)
 class Sweep:
+    """One parameter's values and what the one-standard-error rule chose among them."""
+
     param: str
     default: Any
     points: tuple[Point, ...]  # in sweep order
-    best: Point
-    runner_up: Point | None
-    within_spread: bool | None  # None: one seed each, the spread is unknown
+    choice: Choice
+    # best - default seed by seed (mean, 95% half-width, seeds) where >= 2 seeds are shared
+    paired: tuple[float, float, int] | None = None
 
     @property
     def log_scale(self) -> bool:
         return PARAMS[self.param].log
+
+    def _point(self, value: Any) -> Point:
+        return next(p for p in self.points if not p.pruned and same_setting(p.value, value))
+
+    @property
+    def best(self) -> Point:
+        """The highest mean among the values that ran to the end."""
+        return self._point(self.choice.best.value)
+
+    @property
+    def chosen(self) -> Point:
+        return self._point(self.choice.value)
+
+    @property
+    def default_point(self) -> Point | None:
+        return None if self.choice.default is None else self._point(self.choice.default.value)
+
+    @property
+    def margin(self) -> float:
+        """The best mean minus the default's: within the noise when the default is kept."""
+        d = self.default_point
+        return self.best.val_accuracy - d.val_accuracy if d is not None else math.nan
 
 
 @dataclass(frozen=True)
@@ -70,6 +120,17 @@ class LoadedStudy:
         return self.strategy == "sweep"
 
     @property
+    def race(self) -> int:
+        """The most seeds per value of a racing study (--repeats auto); 0 otherwise."""
+        return int(self.record.get("study", {}).get("race", 0))
+
+    @property
+    def n_val(self) -> int | None:
+        """Validation texts (the binomial noise floor); None for studies from before it was
+        recorded (rerunning their search command records it and trains nothing)."""
+        return self.record.get("n_val")
+
+    @property
     def done(self) -> Any:
         return self.trials[self.trials["status"].isin(DONE)] if not self.trials.empty \
             else self.trials
@@ -83,7 +144,7 @@ def load_study(path: str | Path) -> LoadedStudy:
 
     Returns:
         A ``LoadedStudy``; ``.trials`` is ``results.load_trials(path)``, ``.done`` the trials
-        whose numbers count (completed or pruned).
+        whose numbers are shown (completed, or pruned: a lower bound).
 
     Raises:
         EmotuneError: ``path`` holds no study.json, or a file in it is damaged.
@@ -101,7 +162,7 @@ def load_study(path: str | Path) -> LoadedStudy:
         if name not in trials.columns:
             trials[name] = [value] * len(trials)
     return LoadedStudy(path, path.name, st["model"], st["strategy"], tuple(st["params"]),
-                 st["repeats"], defaults, record.get("sweeps", {}), trials, record)
+                       st["repeats"], defaults, record.get("sweeps", {}), trials, record)
 
 
 def _setting(base: dict[str, Any], key: str) -> Any:
@@ -114,45 +175,79 @@ def _setting(base: dict[str, Any], key: str) -> Any:
     return plain(getattr(getattr(Config(), section), name))
 
 
-def _point(rows: Any, value: Any, per_seed: bool) -> Point:
-    """Numbers for one value: one trial (mean/std over its seeds) or several trials."""
-    if per_seed or len(rows) == 1:
-        r = rows.iloc[0]
-        return Point(value, float(r["val_accuracy"]), float(r["val_accuracy_std"]),
-                     float(r["val_loss"]), float(r["val_loss_std"]),
-                     len(str(r["seeds"]).split()), str(r["trial_id"]))
-    acc, loss = rows["val_accuracy"], rows["val_loss"]
-    return Point(value, float(acc.mean()), float(acc.std(ddof=1)), float(loss.mean()),
-                 float(loss.std(ddof=1)), len(rows), "")
+def _runs(rows: Any) -> list[tuple[int, float]]:
+    """(seed, val accuracy) of every run of ``rows`` (trials.csv rows)."""
+    out = []
+    for _, r in rows.iterrows():
+        seeds = str(r.get("seeds", "")).split()
+        accs = str(r.get("val_accuracy_by_seed", "") or "").split()
+        if len(accs) == len(seeds) and seeds:
+            out += [(int(s), float(a)) for s, a in zip(seeds, accs)]
+        else:  # a trials frame without per-seed numbers: its mean stands for its seeds
+            out += [(int(s), float(r["val_accuracy"])) for s in seeds or ["0"]]
+    return out
 
 
-def _rank(points: list[Point]) -> list[Point]:
-    return sorted(points, key=lambda p: (-p.val_accuracy, p.val_loss))
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _within_spread(best: Point, other: Point | None) -> bool | None:
-    if other is None or (best.n < 2 and other.n < 2):
+def _se(mean: float, std: float, n: int, n_val: int | None) -> float:
+    if n_val:
+        return noise(mean, std, n, n_val)
+    return std / math.sqrt(n) if n > 1 and not math.isnan(std) else 0.0
+
+
+def _point(rows: Any, value: Any, per_seed: bool, n_val: int | None) -> Point:
+    """Numbers for one value: over its runs (the seeds of its trials: a sweep) or over its
+    trials (a joint search's marginal). Pruned trials count only where nothing else does."""
+    complete = rows[rows["status"] == "completed"]
+    pruned = complete.empty
+    use = rows if pruned else complete
+    losses = [float(x) for x in use["val_loss"]]
+    if per_seed:
+        runs = _runs(use)
+        acc, acc_std = _mean_std([a for _, a in runs])
+        n = len(runs)
+        loss_rows = [[float(r["val_loss"])] * len(str(r["seeds"]).split() or [0])
+                     for _, r in use.iterrows()]
+        losses = [x for row in loss_rows for x in row]
+    else:
+        runs = []
+        acc, acc_std = _mean_std([float(x) for x in use["val_accuracy"]])
+        n = len(use)
+        if n == 1:  # one trial of several seeds: its own spread
+            acc_std = float(use["val_accuracy_std"].iloc[0])
+            n = len(str(use["seeds"].iloc[0]).split()) or 1
+    loss, loss_std = _mean_std(losses)
+    return Point(value, acc, acc_std, loss, loss_std, n, str(use["trial_id"].iloc[0]),
+                 _se(acc, acc_std, n, n_val), pruned, tuple(runs))
+
+
+def _sweep(param: str, default: Any, points: list[Point]) -> Sweep | None:
+    """``points`` in sweep order; None when no value ran to the end."""
+    if all(p.pruned for p in points):
         return None
-    spread = math.sqrt(best.val_accuracy_std ** 2 + other.val_accuracy_std ** 2)
-    return best.val_accuracy - other.val_accuracy <= spread
-
-
-def _sweep(param: str, default: Any, points: list[Point]) -> Sweep:
-    """``points`` in sweep order."""
-    ranked = _rank(points)
-    runner = ranked[1] if len(ranked) > 1 else None
-    return Sweep(param, default, tuple(points), ranked[0], runner,
-                 _within_spread(ranked[0], runner))
+    choice = one_se_choice([p.candidate() for p in points], default, PARAMS[param].log)
+    best = next(p for p in points if not p.pruned and same_setting(p.value, choice.best.value))
+    base = next((p for p in points if not p.pruned and same_setting(p.value, default)), None)
+    paired = None
+    if base is not None and best is not base:
+        paired = paired_difference(dict(best.by_seed), dict(base.by_seed))
+    return Sweep(param, default, tuple(points), choice, paired)
 
 
 def sweeps(study: LoadedStudy) -> list[Sweep]:
-    """One Sweep per searched parameter (completed trials only)."""
+    """One Sweep per searched parameter: its values' numbers, noise and the one-SE choice."""
     done = study.done
     out = []
     for param in study.params:
         order = list(study.sweep_values.get(param, []))
         default = study.defaults[param]
-        if default not in order:
+        if not any(same_setting(default, v) for v in order):
             order.insert(0, default)
         rows = done
         if study.sweep:
@@ -162,9 +257,10 @@ def sweeps(study: LoadedStudy) -> list[Sweep]:
         for v in order:  # values may be lists (kernel_sizes) or None (clipnorm)
             hit = rows[rows[param].map(lambda x, v=v: same_setting(x, v))] if len(rows) else rows
             if len(hit):
-                points.append(_point(hit, v, study.sweep))
-        if points:
-            out.append(_sweep(param, default, points))
+                points.append(_point(hit, v, study.sweep, study.n_val))
+        sweep = _sweep(param, default, points) if points else None
+        if sweep is not None:
+            out.append(sweep)
     return out
 
 
@@ -176,89 +272,136 @@ class Recommendation:
     rows: tuple[Sweep, ...]
     expected_accuracy: float
     expected_loss: float
+    expected_se: float  # the noise of the expected val accuracy
     basis: str  # "measured (trial N)", or how the numbers relate to an untrained combination
-    best_trial: dict[str, Any]  # the best trained configuration
+    best_trial: dict[str, Any]  # the best trained configuration (ran to the end)
     notes: tuple[str, ...]
+    n_val: int | None = None  # validation texts behind every number
+    seeds: int = 1  # seeds behind the expected numbers
 
 
-def _matching_trial(done: Any, values: dict[str, Any]) -> Any:
-    mask = None
-    for k, v in values.items():
-        m = done[k].map(lambda x, v=v: same_setting(x, v))
-        mask = m if mask is None else mask & m
-    hit = done[mask] if mask is not None else done
-    return hit.iloc[0] if len(hit) else None
+def _configurations(study: LoadedStudy) -> list[Point]:
+    """Every distinct trained configuration (all tunable parameters) as one Point, its runs
+    over all its trials' seeds; ``value`` is its parameter values."""
+    done = study.done
+    groups: list[tuple[dict[str, Any], list[int]]] = []
+    for i, (_, row) in enumerate(done.iterrows()):
+        values = {p: plain(row[p]) for p in PARAMS}
+        for known, members in groups:
+            if all(same_setting(known[p], values[p]) for p in PARAMS):
+                members.append(i)
+                break
+        else:
+            groups.append((values, [i]))
+    return [_point(done.iloc[members], values, True, study.n_val) for values, members in groups]
+
+
+def _nearest_default(study: LoadedStudy, configs: list[Point]) -> Point:
+    """The one-standard-error rule over whole configurations (joint searches): among those
+    within one SE of the best, the one that changes the fewest defaults, then the nearest."""
+    complete = [c for c in configs if not c.pruned]
+    best = max(complete, key=lambda c: c.val_accuracy)
+    ties = [c for c in complete if c.val_accuracy >= best.val_accuracy - best.se]
+
+    def key(c: Point) -> tuple[int, float, float]:
+        changed = [p for p in study.params if not same_setting(c.value[p], study.defaults[p])]
+        far = sum(distance(c.value[p], study.defaults[p], PARAMS[p].log) for p in changed)
+        return len(changed), far, -c.val_accuracy
+
+    return min(ties, key=key)
 
 
 def recommend(study: LoadedStudy) -> Recommendation:
-    """The best value of each searched parameter and the configuration they make.
+    """The recommended value of each searched parameter and the configuration they make.
 
-    One-at-a-time sweeps: each parameter's best value (val accuracy, then val loss) with the
-    others at their defaults; a joint search: the best trained trial's values. The expected
-    val accuracy is measured when that configuration was trained, and otherwise says what it
-    rests on. Validation numbers only.
+    One-at-a-time sweeps: per parameter the one-standard-error rule (``noise.one_se_choice``):
+    among the values within one SE of the sweep's best, the one nearest the default. Joint
+    searches: the same rule over the trained configurations (fewest changed defaults first).
+    Pruned trials are lower bounds and are never chosen. The expected val accuracy is
+    measured when that configuration was trained, and otherwise says what it rests on.
+    Validation numbers only.
 
     Args:
         study: from ``load_study``.
 
     Returns:
         A ``Recommendation``: ``values`` (every tunable parameter), ``rows`` (one ``Sweep`` per
-        parameter), the expected numbers and their ``basis``, the best trial and notes.
+        parameter), the expected numbers with their noise and ``basis``, the best trial and
+        notes.
 
     Raises:
-        EmotuneError: the study has no completed trials yet.
+        EmotuneError: the study has no trial that ran to the end yet.
 
     Example:
         >>> rec = recommend(load_study("runs/gru-all"))  # doctest: +SKIP
         >>> rec.values["lr"]  # doctest: +SKIP
     """
     done = study.done
-    if done.empty:
-        raise EmotuneError(f"{study.path} has no completed trials yet; run or resume its "
-                           f"`emotune search` first")
+    complete = done[done["status"] == "completed"] if len(done) else done
+    if complete.empty:
+        raise EmotuneError(f"{study.path} has no trial that ran to the end yet; run or resume "
+                           f"its `emotune search` first")
     rows = sweeps(study)
-    best_row = done.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
+    best_row = complete.sort_values(["val_accuracy", "val_loss"],
+                                    ascending=[False, True]).iloc[0]
     best_trial = {"trial_id": str(best_row["trial_id"]),
                   "val_accuracy": float(best_row["val_accuracy"]),
                   "val_loss": float(best_row["val_loss"]),
                   "values": {p: plain(best_row[p]) for p in PARAMS}}
+    configs = _configurations(study)
     notes = []
     if study.sweep:
         values = dict(study.defaults)
-        values.update({s.param: plain(s.best.value) for s in rows})
+        values.update({s.param: plain(s.choice.value) for s in rows})
     else:
-        values = dict(best_trial["values"])
-    hit = _matching_trial(done, values)
+        values = dict(_nearest_default(study, configs).value)
+    hit = next((c for c in configs if not c.pruned and
+                all(same_setting(c.value[p], values[p]) for p in PARAMS)), None)
     if hit is not None:
-        exp_acc, exp_loss = float(hit["val_accuracy"]), float(hit["val_loss"])
-        basis = f"measured (trial {hit['trial_id']})"
-    else:  # one-at-a-time, combination untrained: the best single change, measured
-        best = max((s.best for s in rows), key=lambda p: (p.val_accuracy, -p.val_loss))
-        exp_acc, exp_loss = best.val_accuracy, best.val_loss
+        exp, seeds = hit, hit.n
+        basis = (f"measured (trial {hit.trial_id}" +
+                 (f", {hit.n} seeds)" if hit.n > 1 else ")"))
+    else:  # one-at-a-time, combination untrained: the best chosen change, measured
+        changed = [s.chosen for s in rows if s.choice.detectable] or \
+            [c for c in configs if not c.pruned]
+        exp = max(changed, key=lambda p: (p.val_accuracy, -p.val_loss))
+        seeds = exp.n
         basis = (f"not trained in this study: its best single change was measured at this "
-                 f"(trial {best.trial_id}); gains from separate sweeps need not add up")
+                 f"(trial {exp.trial_id}); gains from separate sweeps need not add up")
         notes.append("Measure the combination with `emotune final-train --project` (or "
                      "`emotune train --config experiments/recommended-<study>.yaml`).")
-    for s in rows:
-        if s.within_spread:
-            notes.append(f"{s.param}: best {s.best.value} and runner-up {s.runner_up.value} "
-                         f"differ by {s.best.val_accuracy - s.runner_up.val_accuracy:.4f}, "
-                         f"within their spread; either is as good.")
-    if study.repeats < 2:
-        notes.append("One seed per configuration: differences under ~0.005 may be noise; "
-                     "rerun with --repeats 3 to measure the spread.")
-    return Recommendation(study.name, study.model, values, tuple(rows), exp_acc, exp_loss,
-                          basis, best_trial, tuple(notes))
+    n_val = study.n_val
+    if n_val:
+        notes.append(f"Noise: one standard error is the binomial error of an accuracy on "
+                     f"{n_val} validation texts (±{binomial_se(exp.val_accuracy, n_val):.4f} "
+                     f"at {exp.val_accuracy:.2f}), or the seeds' spread where it is larger. "
+                     f"Values within one standard error of the best are ties, and of those "
+                     f"the one nearest the default is chosen (the one-standard-error rule).")
+    else:
+        notes.append("This study predates recorded validation sizes, so only the seeds' "
+                     "spread counts as noise; rerun its `emotune search` command once to "
+                     "record it (nothing is trained again).")
+    pruned = [p for s in rows for p in s.points if p.pruned]
+    if pruned:
+        notes.append(f"{len(pruned)} value(s) were pruned: their numbers are lower bounds "
+                     f"(marked ≥) and never chosen.")
+    if study.repeats < 2 and not study.race:
+        notes.append("One seed per value: rerun with --repeats auto to race more seeds "
+                     "among the values within noise of the best.")
+    return Recommendation(study.name, study.model, values, tuple(rows), exp.val_accuracy,
+                          exp.val_loss, exp.se, basis, best_trial, tuple(notes), n_val, seeds)
 
 
 # ---------------------------------------------------------------- joint-search views
 
 
 def history(study: LoadedStudy) -> Any:
-    """Trial order, val accuracy and best so far (completed trials)."""
+    """Trial order, val accuracy, whether it was pruned, and the best so far among the trials
+    that ran to the end (a pruned trial's lower bound never counts as a best)."""
     done = study.done.sort_values("trial_id").reset_index(drop=True)
     out = done[["trial_id", "val_accuracy"]].copy()
-    out["best_so_far"] = out["val_accuracy"].cummax()
+    out["pruned"] = (done["status"] == "pruned").to_numpy()
+    out["best_so_far"] = out["val_accuracy"].where(~out["pruned"]).cummax()
     return out
 
 
@@ -322,9 +465,10 @@ def compare(studies: list[LoadedStudy]) -> Any:
 
     rows = []
     for st in studies:
-        if st.done.empty:
+        complete = st.done[st.done["status"] == "completed"] if len(st.done) else st.done
+        if complete.empty:
             continue
-        best = st.done.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
+        best = complete.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
         rows.append({"study": st.name, "model": st.model, "strategy": st.strategy,
                      "trials": len(st.done), "best_trial": best["trial_id"],
                      "val_accuracy": best["val_accuracy"],

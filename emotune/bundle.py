@@ -18,6 +18,7 @@ from emotune import __version__
 from emotune.config import Config, save_config
 from emotune.data import UNK, Prepared, tokenize
 from emotune.errors import EmotuneError
+from emotune.provenance import provenance
 from emotune.results import atomic_dir
 
 FORMAT = 1
@@ -51,11 +52,13 @@ def save_bundle(path: Path, model: Any, config: Config, prepared: Prepared,
         (tmp / "vocab.txt").write_text("\n".join(prepared.vocab) + "\n", encoding="utf-8")
         (tmp / "labels.json").write_text(json.dumps(list(prepared.label_names)) + "\n")
         save_config(config, tmp / "config.yaml")
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        who = provenance()
+        (tmp / "metrics.json").write_text(json.dumps({**metrics, "provenance": who},
+                                                     indent=2) + "\n")
         (tmp / "bundle.json").write_text(json.dumps({
             "format": FORMAT, "emotune": __version__, "tokenizer": TOKENIZER,
             "max_len": prepared.max_len, "data_checksum": prepared.checksum,
-            "versions": versions}, indent=2) + "\n")
+            "versions": versions, "provenance": who}, indent=2) + "\n")
     return path
 
 

@@ -419,5 +419,8 @@ def _assemble(values: dict[str, Any]) -> Config:
     return Config(**{s: SECTIONS[s](**kw) for s, kw in sections.items()})
 
 
-def save_config(config: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+def save_config(config: Config, path: Path, header: str = "") -> None:
+    """``config`` as YAML; ``header`` (say, who wrote it) goes first as comment lines."""
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    path.write_text(comment + yaml.safe_dump(config.to_dict(), sort_keys=False),
+                    encoding="utf-8")

@@ -25,10 +25,19 @@ def _read(path: Path) -> dict[str, Any]:
                            f"it, or remove its folder") from None
 
 
+def _commit(record: dict[str, Any]) -> str:
+    """The short commit that wrote a result (+dirty for uncommitted changes); "" before
+    provenance was recorded."""
+    who = record.get("provenance") or {}
+    commit = str(who.get("commit", ""))
+    short = commit[:7] if commit and commit != "unknown" else commit
+    return short + ("+dirty" if who.get("dirty") else "")
+
+
 def _single(name: str, m: dict[str, Any]) -> dict[str, Any]:
     members = m.get("members")  # an ensemble's bundles
     return {"name": name, "seeds": f"ensemble of {len(members)}" if members else 1,
-            "params": m.get("params"),
+            "commit": _commit(m), "params": m.get("params"),
             "val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"],
             "test_accuracy_std": None, "test_macro_f1": m["test_macro_f1"],
             "test_macro_f1_std": None,
@@ -39,7 +48,8 @@ def _seeds(name: str, final: Path) -> dict[str, Any]:
     s = _read(final / "seeds.json")
     summary = s["summary"]
     first = _read(final / f"seed-{s['seeds'][0]}" / "test_metrics.json")
-    return {"name": name, "seeds": len(s["seeds"]), "params": first.get("params"),
+    return {"name": name, "seeds": len(s["seeds"]), "commit": _commit(s),
+            "params": first.get("params"),
             "val_accuracy": summary["val_accuracy"]["mean"],
             "test_accuracy": summary["test_accuracy"]["mean"],
             "test_accuracy_std": summary["test_accuracy"]["std"],
@@ -53,7 +63,8 @@ def collect(reports_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | N
 
     A model is ``<name>/final/`` holding ``seeds.json`` (trained with ``--seeds``: mean and
     std over seeds) or ``test_metrics.json`` (one model, or an ensemble). Where a folder holds
-    both, one was left by an earlier run: the newer file is read.
+    both, one was left by an earlier run: the newer file is read (by the time each records
+    in its provenance; by file time for files from before that).
 
     Args:
         reports_dir: The folder final-train wrote to (``reports``).
@@ -68,7 +79,8 @@ def collect(reports_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | N
     for d in sorted(p for p in Path(reports_dir).iterdir() if p.is_dir()):
         final = d / "final"
         seeds, single = final / "seeds.json", final / "test_metrics.json"
-        if seeds.is_file() and not (single.is_file() and _newer(single, seeds)):
+        if seeds.is_file() and not (single.is_file() and _newer(_read(single), _read(seeds),
+                                                                single, seeds)):
             rows.append(_seeds(d.name, final))
         elif single.is_file():
             rows.append(_single(d.name, _read(single)))
@@ -77,8 +89,13 @@ def collect(reports_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | N
     return rows, (_read(base) if base.is_file() else None)
 
 
-def _newer(a: Path, b: Path) -> bool:
-    return a.stat().st_mtime_ns > b.stat().st_mtime_ns
+def _newer(a: dict[str, Any], b: dict[str, Any], a_path: Path, b_path: Path) -> bool:
+    """Whether result ``a`` was written after ``b``: by their provenance's time where both
+    record one (a checkout or copy resets file times), else by file time."""
+    wa, wb = ((x.get("provenance") or {}).get("written") for x in (a, b))
+    if wa and wb:
+        return wa > wb
+    return a_path.stat().st_mtime_ns > b_path.stat().st_mtime_ns
 
 
 def _pm(mean: float, std: float | None) -> str:
@@ -98,10 +115,10 @@ def leaderboard_records(rows: list[dict[str, Any]], baseline: dict[str, Any] | N
         ("mean ± std") and the column titles of those cells, keyed by column.
     """
     classes = sorted({k for r in rows for k in r if k.startswith("f1_")})
-    titles = {"name": "model", "seeds": "seeds", "params": "parameters",
+    titles = {"name": "model", "seeds": "seeds", "commit": "commit", "params": "parameters",
               "val_accuracy": "val acc", "test_accuracy": "test acc",
               "test_macro_f1": "test macro-F1", **{c: f"F1 {c[3:]}" for c in classes}}
-    shown = [{"name": r["name"], "seeds": str(r["seeds"]),
+    shown = [{"name": r["name"], "seeds": str(r["seeds"]), "commit": r.get("commit", ""),
               "params": f"{r['params']:,}" if r["params"] else "",
               "val_accuracy": f"{r['val_accuracy']:.4f}",
               "test_accuracy": _pm(r["test_accuracy"], r["test_accuracy_std"]),

@@ -80,7 +80,7 @@ def one_se_choice(candidates: Sequence[Candidate], default: Any, log: bool = Fal
         raise ValueError("every value was pruned: nothing measured to the end to choose from")
     best = max(complete, key=lambda c: c.mean)
     ties = [c for c in complete if c.mean >= best.mean - best.se]
-    chosen = min(ties, key=lambda c: (_distance(c.value, default, log), -c.mean))
+    chosen = min(ties, key=lambda c: (distance(c.value, default, log), -c.mean))
     base = next((c for c in complete if _same(c.value, default)), None)
     margin = chosen.mean - base.mean if base is not None else math.nan
     detectable = base is not None and not _same(chosen.value, default)
@@ -94,7 +94,7 @@ def _same(a: Any, b: Any) -> bool:
     return same_setting(a, b)
 
 
-def _distance(value: Any, default: Any, log: bool) -> float:
+def distance(value: Any, default: Any, log: bool = False) -> float:
     """How far ``value`` is from ``default``: 0 for the default itself; numbers by their
     difference (of logs when ``log``); any other value 1, so ties among them go to the mean."""
     if _same(value, default):

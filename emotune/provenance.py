@@ -46,10 +46,10 @@ def provenance() -> dict[str, Any]:
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-@functools.lru_cache(maxsize=1)
 def git_commit() -> tuple[str, bool | None]:
     """(commit, dirty) of the checkout emotune is imported from; ("unknown", None) when it is
-    not a git checkout (an installed wheel) or git is missing."""
+    not a git checkout (an installed wheel) or git is missing. Asked each time: a long
+    search may outlive a commit."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
@@ -93,6 +93,7 @@ def simd_level(flags: set[str]) -> str:
     return "unknown"
 
 
+@functools.cache
 def _version(name: str) -> str:
     try:
         return metadata.version(name)

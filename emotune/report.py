@@ -16,6 +16,7 @@ from typing import Any
 
 from emotune.analysis import (
     LoadedStudy,
+    Point,
     Recommendation,
     Sweep,
     compare,
@@ -24,8 +25,9 @@ from emotune.analysis import (
     parallel_coordinates,
     sweeps,
 )
+from emotune.config import plain
 from emotune.results import atomic_write_json, atomic_write_text, trial_history
-from emotune.space import PARAMS
+from emotune.space import PARAMS, same_setting
 from emotune.tables import render
 
 LABELS = {p.name: p.label for p in PARAMS.values()}  # a parameter's name in tables and figures
@@ -56,26 +58,116 @@ def pm(mean: float, std: float, n: int) -> str:
     return f"{mean:.4f} ±{std:.4f}" if n > 1 and not math.isnan(std) else f"{mean:.4f}"
 
 
+def acc_cell(p: Point) -> str:
+    """A value's val accuracy as shown: mean ± std over seeds; a pruned one as a lower bound."""
+    return f"≥{p.val_accuracy:.4f} (pruned)" if p.pruned else pm(p.val_accuracy,
+                                                                   p.val_accuracy_std, p.n)
+
+
+def _signed(x: float) -> str:
+    return "" if math.isnan(x) else f"{x:+.4f}"
+
+
+def _margin(s: Sweep) -> str:
+    """Best minus default; seed by seed with its 95% interval where they share seeds."""
+    if s.paired is None:
+        return _signed(s.margin)
+    mean, half, n = s.paired
+    return f"{_signed(s.margin)} (paired over {n} seeds: {mean:+.4f} ±{half:.4f})"
+
+
 # ---------------------------------------------------------------- recommendations
 
 
-RECOMMENDATION_COLUMNS = ("Hyperparameter", "Best Value", "Val Accuracy", "Val Loss")
+RECOMMENDATION_COLUMNS = ("Hyperparameter", "Choice", "Best Value", "Best Val Accuracy",
+                          "Default's", "Margin", "Noise (1 SE)", "Verdict")
+VALUE_COLUMNS = ("Hyperparameter", "Value", "Val Accuracy", "Seeds", "95% Interval",
+                 "Val Loss", "Role")
 
 
 def recommendation_rows(rec: Recommendation) -> list[dict[str, str]]:
     """One record per searched parameter: its cells as shown, keyed by the column titles."""
-    return [dict(zip(RECOMMENDATION_COLUMNS, (
-        LABELS.get(s.param, s.param), fmt(s.best.value),
-        pm(s.best.val_accuracy, s.best.val_accuracy_std, s.best.n),
-        pm(s.best.val_loss, s.best.val_loss_std, s.best.n)))) for s in rec.rows]
+    rows = []
+    for s in rec.rows:
+        d = s.default_point
+        rows.append(dict(zip(RECOMMENDATION_COLUMNS, (
+            LABELS.get(s.param, s.param), fmt(s.choice.value), fmt(s.best.value),
+            f"{acc_cell(s.best)} (n={s.best.n})", "" if d is None else acc_cell(d),
+            _margin(s), f"{s.best.se:.4f}", s.choice.verdict))))
+    return rows
+
+
+def value_rows(rec: Recommendation) -> list[dict[str, str]]:
+    """One record per value of each sweep: mean ± std, seeds, 95% interval, and its role."""
+    rows = []
+    for s in rec.rows:
+        for p in s.points:
+            lo, hi = p.interval
+            role = [] if p.pruned else [
+                r for r, ok in (("chosen", same_setting(p.value, s.choice.value)),
+                                ("best", same_setting(p.value, s.best.value)),
+                                ("default", same_setting(p.value, s.default)),
+                                ("tie", any(same_setting(p.value, t) for t in s.choice.ties)))
+                if ok]
+            if "tie" in role and len(role) > 1:
+                role.remove("tie")
+            rows.append(dict(zip(VALUE_COLUMNS, (
+                LABELS.get(s.param, s.param), fmt(p.value), acc_cell(p), str(p.n),
+                "" if math.isnan(lo) else f"{lo:.4f}–{hi:.4f}",
+                pm(p.val_loss, p.val_loss_std, p.n), ", ".join(role)))))
+    return rows
+
+
+def recommendation_records(rec: Recommendation) -> list[dict[str, Any]]:
+    """Machine-readable: one record per searched parameter (the choice, the best value, the
+    default's numbers, the margin, the noise, the verdict), then one per other parameter of
+    the recommended configuration (its value alone). recommendations.csv/.json and
+    ``recommend --format json|csv`` are these."""
+    out = []
+    for s in rec.rows:
+        d = s.default_point
+        paired = s.paired or (math.nan, math.nan, 0)
+        out.append({
+            "study": rec.study, "parameter": s.param, "searched": True,
+            "recommended": plain(s.choice.value), "best_value": plain(s.best.value),
+            "best_val_accuracy": s.best.val_accuracy,
+            "best_val_accuracy_std": s.best.val_accuracy_std, "best_seeds": s.best.n,
+            "default": plain(s.default),
+            "default_val_accuracy": math.nan if d is None else d.val_accuracy,
+            "margin": s.margin, "noise": s.best.se, "verdict": s.choice.verdict,
+            "ties": [plain(t) for t in s.choice.ties],
+            "paired_margin": paired[0], "paired_95": paired[1], "paired_seeds": paired[2]})
+    searched = {s.param for s in rec.rows}
+    out += [{"study": rec.study, "parameter": k, "searched": False, "recommended": v}
+            for k, v in rec.values.items() if k not in searched]
+    return out
+
+
+def value_records(rec: Recommendation) -> list[dict[str, Any]]:
+    """Machine-readable: every value of every sweep with its numbers and noise."""
+    out = []
+    for s in rec.rows:
+        for p in s.points:
+            lo, hi = p.interval
+            out.append({"parameter": s.param, "value": plain(p.value),
+                        "val_accuracy": p.val_accuracy, "val_accuracy_std": p.val_accuracy_std,
+                        "seeds": p.n, "ci95_low": lo, "ci95_high": hi, "noise": p.se,
+                        "val_loss": p.val_loss, "pruned": p.pruned,
+                        "by_seed": {str(k): v for k, v in p.by_seed}})
+    return out
+
+
+def _expected(rec: Recommendation) -> str:
+    seeds = f" over {rec.seeds} seeds" if rec.seeds > 1 else ""
+    return (f"val accuracy {rec.expected_accuracy:.4f} ±{rec.expected_se:.4f} (1 SE){seeds}, "
+            f"val loss {rec.expected_loss:.4f}")
 
 
 def recommendation_text(rec: Recommendation) -> str:
     """The printed recommendation: one row per parameter, then the combined configuration."""
     lines = [render(recommendation_rows(rec), RECOMMENDATION_COLUMNS, align="<", sep="   "), ""]
     lines.append("Recommended: " + " ".join(f"{k}={fmt(v)}" for k, v in rec.values.items()))
-    lines.append(f"Expected: val accuracy {rec.expected_accuracy:.4f}, val loss "
-                 f"{rec.expected_loss:.4f} ({rec.basis})")
+    lines.append(f"Expected: {_expected(rec)} ({rec.basis})")
     b = rec.best_trial
     lines.append(f"Best trained: trial {b['trial_id']} val accuracy {b['val_accuracy']:.4f}, "
                  f"val loss {b['val_loss']:.4f}")
@@ -86,11 +178,15 @@ def recommendation_text(rec: Recommendation) -> str:
 def recommendation_markdown(rec: Recommendation) -> str:
     """The text of ``recommendations.md`` (also a section of ``summary.md``)."""
     md = [f"# Recommendations: {rec.study} ({rec.model})\n\n",
+          "Chosen by the one-standard-error rule on validation accuracy: among the values "
+          "within one standard error (Noise) of the best, the one nearest the default. Margin: "
+          "best minus default; \"detectable\" when it exceeds the noise.\n\n",
           render(recommendation_rows(rec), RECOMMENDATION_COLUMNS, "markdown"),
           "\n\n**Recommended:** " + " ".join(f"`{k}={fmt(v)}`" for k, v in rec.values.items()),
-          f"\n\nExpected val accuracy {rec.expected_accuracy:.4f}, val loss "
-          f"{rec.expected_loss:.4f} — {rec.basis}.\n"]
+          f"\n\nExpected {_expected(rec)} — {rec.basis}.\n"]
     md += [f"\n- {n}" for n in rec.notes]
+    md += ["\n\n## Every value (mean ± sample std over seeds)\n\n",
+           render(value_rows(rec), VALUE_COLUMNS, "markdown"), "\n"]
     return "".join(md) + "\n"
 
 
@@ -99,20 +195,20 @@ def write_recommendation(rec: Recommendation, out: Path, md: str | None = None) 
     ``recommendation_markdown(rec)`` where the caller has it already."""
     import pandas as pd
 
+    from emotune.provenance import provenance
+
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{"parameter": s.param, "best_value": s.best.value,
-             "val_accuracy": s.best.val_accuracy, "val_accuracy_std": s.best.val_accuracy_std,
-             "val_loss": s.best.val_loss, "val_loss_std": s.best.val_loss_std,
-             "runner_up": None if s.runner_up is None else s.runner_up.value,
-             "within_spread": s.within_spread} for s in rec.rows]
+    rows = recommendation_records(rec)
     atomic_write_text(out / "recommendations.csv", pd.DataFrame(rows).to_csv(index=False))
     atomic_write_text(out / "recommendations.md", recommendation_markdown(rec) if md is None
                       else md)
     atomic_write_json(out / "recommendations.json", {
         "study": rec.study, "model": rec.model, "recommended": rec.values,
-        "expected_val_accuracy": rec.expected_accuracy, "expected_val_loss": rec.expected_loss,
-        "basis": rec.basis, "best_trial": rec.best_trial, "parameters": rows,
-        "notes": list(rec.notes)})
+        "expected_val_accuracy": rec.expected_accuracy, "expected_se": rec.expected_se,
+        "expected_seeds": rec.seeds, "expected_val_loss": rec.expected_loss,
+        "basis": rec.basis, "n_val": rec.n_val, "best_trial": rec.best_trial,
+        "parameters": rows, "values": value_records(rec), "notes": list(rec.notes),
+        "provenance": provenance()})
     return [out / f"recommendations.{e}" for e in ("csv", "md", "json")]
 
 
@@ -120,29 +216,39 @@ def write_recommendation(rec: Recommendation, out: Path, md: str | None = None) 
 
 
 def _draw_sweep(ax: Any, s: Sweep) -> None:
+    """Each value's mean with its noise (1 SE) as error bars; pruned values as hollow lower
+    bounds; the one-SE band below the best; the chosen value starred."""
     xs = [p.value for p in s.points]
     ys = [p.val_accuracy for p in s.points]
-    err = [p.val_accuracy_std if p.n > 1 else 0 for p in s.points]
-    err = err if any(err) else None  # one seed each: no error bars
-    numeric = all(isinstance(x, (int, float)) for x in xs)
+    err = [0.0 if p.pruned else p.se for p in s.points]
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+    pos = xs if numeric else list(range(len(xs)))
+    band = (s.best.val_accuracy - s.best.se, s.best.val_accuracy)
+    ax.axhspan(*band, color="gold", alpha=0.25, label="within 1 SE of the best")
+    done = [i for i, p in enumerate(s.points) if not p.pruned]
+    ax.errorbar([pos[i] for i in done], [ys[i] for i in done], yerr=[err[i] for i in done],
+                marker="o", capsize=3, linestyle="-" if numeric else "none", color="steelblue")
+    cut = [i for i, p in enumerate(s.points) if p.pruned]
+    if cut:
+        ax.plot([pos[i] for i in cut], [ys[i] for i in cut], marker="^", linestyle="none",
+                markerfacecolor="none", color="grey", label="pruned (lower bound)")
+    chosen = next(i for i, p in enumerate(s.points)
+                  if not p.pruned and same_setting(p.value, s.choice.value))
+    ax.plot([pos[chosen]], [ys[chosen]], marker="*", color="crimson", markersize=16,
+            linestyle="none", label=f"chosen {fmt(s.choice.value)}")
     if numeric:
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3)
         if s.log_scale:
             ax.set_xscale("log")
-        ax.plot([s.best.value], [s.best.val_accuracy], marker="*", color="crimson",
-                markersize=16, linestyle="none", label=f"best {fmt(s.best.value)}")
     else:
-        colors = ["crimson" if x == s.best.value else "steelblue" for x in xs]
-        ax.bar([str(x) for x in xs], ys, yerr=err, color=colors, capsize=3)
-        lo = min(ys) - 0.02
-        ax.set_ylim(max(0.0, lo), min(1.0, max(ys) + 0.01))
-        ax.plot([], [], color="crimson", marker="s", linestyle="none",
-                label=f"best {fmt(s.best.value)}")
+        ax.set_xticks(pos, [fmt(x) for x in xs])
+        ax.set_xlim(-0.5, len(xs) - 0.5)
+    lo = min(y - e for y, e in zip(ys, err))
+    ax.set_ylim(max(0.0, lo - 0.01), min(1.0, max(y + e for y, e in zip(ys, err)) + 0.01))
     ax.set_title(LABELS.get(s.param, s.param))
     ax.set_xlabel(s.param)
     ax.set_ylabel("val accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=7)
 
 
 def sweep_figures(rows: list[Sweep], out: Path) -> list[Path]:
@@ -163,15 +269,17 @@ def sweep_figures(rows: list[Sweep], out: Path) -> list[Path]:
         fig.tight_layout()
         paths.append(_save(fig, out / "sweeps.png"))
         fig, ax = plt.subplots(figsize=(6, 0.5 * len(rows) + 1.2))
-        ordered = sorted(rows, key=lambda s: s.best.val_accuracy)
-        ax.barh([f"{LABELS.get(s.param, s.param)} = {fmt(s.best.value)}" for s in ordered],
-                [s.best.val_accuracy for s in ordered], color="steelblue")
-        lo = min(s.best.val_accuracy for s in rows)
-        ax.set_xlim(max(0.0, lo - 0.02), min(1.0, max(s.best.val_accuracy for s in rows) + 0.01))
-        ax.set_xlabel("best val accuracy")
-        ax.set_title("Best value of each parameter")
+        ordered = sorted(rows, key=lambda s: s.chosen.val_accuracy)
+        ax.barh([f"{LABELS.get(s.param, s.param)} = {fmt(s.choice.value)}" for s in ordered],
+                [s.chosen.val_accuracy for s in ordered],
+                xerr=[s.chosen.se for s in ordered], color="steelblue", capsize=3)
+        lo = min(s.chosen.val_accuracy - s.chosen.se for s in rows)
+        ax.set_xlim(max(0.0, lo - 0.02),
+                    min(1.0, max(s.chosen.val_accuracy + s.chosen.se for s in rows) + 0.01))
+        ax.set_xlabel("val accuracy of the chosen value (±1 SE)")
+        ax.set_title("Chosen value of each parameter")
         ax.grid(alpha=0.3, axis="x")
-        paths.append(_save(fig, out / "best_per_param.png"))
+        paths.append(_save(fig, out / "chosen_per_param.png"))
     return paths
 
 
@@ -181,7 +289,12 @@ def joint_figures(study: LoadedStudy, out: Path) -> list[Path]:
     h = history(study)
     if not h.empty:
         fig, ax = plt.subplots(figsize=(6, 3.4))
-        ax.plot(range(1, len(h) + 1), h["val_accuracy"], "o", alpha=0.6, label="trial")
+        x = range(1, len(h) + 1)
+        full, cut = h[~h["pruned"]], h[h["pruned"]]
+        ax.plot([x[i] for i in full.index], full["val_accuracy"], "o", alpha=0.6, label="trial")
+        if len(cut):
+            ax.plot([x[i] for i in cut.index], cut["val_accuracy"], "^", color="grey",
+                    markerfacecolor="none", label="pruned (lower bound)")
         ax.step(range(1, len(h) + 1), h["best_so_far"], where="post", color="crimson",
                 label="best so far")
         ax.set_xlabel("trial")

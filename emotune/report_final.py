@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emotune.provenance import provenance
 from emotune.report import _plt, _save
 from emotune.results import atomic_write_json, atomic_write_text
 from emotune.tables import render
@@ -69,7 +70,8 @@ def write_final_report(out: Path, e: FinalEvaluation) -> list[Path]:
 
     m, labels = e.test, list(e.labels)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "test_metrics.json", {**m.as_dict(), **e.val})
+    atomic_write_json(out / "test_metrics.json", {**m.as_dict(), **e.val,
+                                                  "provenance": provenance()})
     atomic_write_text(out / "per_class.csv", m.per_class.to_csv(index=False))
     counts = pd.DataFrame(m.confusion, index=labels, columns=labels)
     pct = pd.DataFrame(m.confusion_percent.round(1), index=labels, columns=labels)
@@ -186,7 +188,8 @@ def write_seeds_report(out: Path, name: str, table: Any) -> list[Path]:
     """
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "seeds.csv", table.to_csv(index=False))
-    atomic_write_json(out / "seeds.json", {"name": name, "seeds": table["seed"].tolist(),
+    atomic_write_json(out / "seeds.json", {"name": name, "provenance": provenance(),
+                                           "seeds": table["seed"].tolist(),
                                            "summary": seeds_summary(table),
                                            "runs": table.to_dict("records")})
     atomic_write_text(out / "final.md", seeds_markdown(name, table))

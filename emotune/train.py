@@ -26,6 +26,7 @@ from emotune.config import Config, save_config
 from emotune.data import Dataset, Encoded, Prepared
 from emotune.embeddings import Embedding
 from emotune.errors import EmotuneError, TrainingError
+from emotune.provenance import provenance
 from emotune.results import atomic_dir
 
 CHUNK_BATCHES = 50
@@ -313,6 +314,7 @@ def write_run(run_dir: Path, config: Config, result: TrainResult, prepared: Prep
             "labels": list(prepared.label_names),
             "embedding": embedding.summary(),
             "versions": package_versions(),
+            "provenance": provenance(),
         }
         (tmp / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     return run_dir

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import shutil
 import subprocess
 
@@ -23,6 +24,7 @@ from emotune.analysis import (
 from emotune.cli import main
 from emotune.config import build_config
 from emotune.errors import EmotuneError
+from emotune.noise import binomial_se
 from emotune.report import recommendation_markdown, recommendation_text, write_report
 
 
@@ -38,7 +40,10 @@ def test_sweeps_find_the_known_best_values(sweep_study):
     assert rows["dropout"].best.value == 0.4
     assert rows["optimizer"].best.value == "adam"
     assert [p.value for p in rows["lr"].points] == [0.0001, 0.0005, 0.001, 0.005, 0.01]
-    assert rows["lr"].within_spread is None  # one seed: spread unknown
+    # one seed each: the noise is the binomial error on the 2,000 validation texts
+    assert all(p.n == 1 for p in rows["lr"].points)
+    assert rows["lr"].best.se == pytest.approx(binomial_se(0.81, 2000))
+    assert rows["lr"].choice.value == 0.001 and rows["lr"].choice.verdict == "within noise"
 
 
 def test_recommendation_is_measured_when_that_configuration_was_trained(sweep_study):
@@ -49,15 +54,95 @@ def test_recommendation_is_measured_when_that_configuration_was_trained(sweep_st
     assert rec.expected_accuracy == pytest.approx(rec.best_trial["val_accuracy"])
     text = recommendation_text(rec)
     assert "Recommended: lr=0.001 batch_size=32 units=128 dropout=0.4 optimizer=adam" in text
-    assert text.splitlines()[:4] == ["Hyperparameter   Best Value   Val Accuracy   Val Loss",
-                                     "Learning Rate    0.001        0.8100         0.1900",
-                                     "Dropout          0.4          0.8200         0.1800",
-                                     "Optimizer        adam         0.8100         0.1900"]
-    assert recommendation_markdown(rec).startswith(
-        "# Recommendations: study (gru)\n\n"
-        "| Hyperparameter | Best Value | Val Accuracy | Val Loss |\n|---|---|---|---|\n"
-        "| Learning Rate | 0.001 | 0.8100 | 0.1900 |\n| Dropout | 0.4 | 0.8200 | 0.1800 |\n"
-        "| Optimizer | adam | 0.8100 | 0.1900 |\n\n**Recommended:** `lr=0.001` ")
+    assert [line.split() for line in text.splitlines()[1:4]] == [
+        # Hyperparameter, Choice, Best Value, Best Val Accuracy, Default's, Margin, Noise, Verdict
+        ["Learning", "Rate", "0.001", "0.001", "0.8100", "(n=1)", "0.8100", "+0.0000",
+         "0.0088", "within", "noise"],
+        ["Dropout", "0.4", "0.4", "0.8200", "(n=1)", "0.8100", "+0.0100", "0.0086",
+         "detectable"],  # 0.01 > one SE on 2,000 texts
+        ["Optimizer", "adam", "adam", "0.8100", "(n=1)", "0.8100", "+0.0000", "0.0088",
+         "within", "noise"]]
+    assert "Expected: val accuracy 0.8200 ±0.0086 (1 SE), val loss 0.1800 (measured" in text
+    md = recommendation_markdown(rec)
+    assert md.startswith("# Recommendations: study (gru)\n\nChosen by the one-standard-error")
+    assert ("| Hyperparameter | Choice | Best Value | Best Val Accuracy | Default's | Margin | "
+            "Noise (1 SE) | Verdict |\n") in md
+    assert "| Dropout | 0.4 | 0.8200 | 1 |  | 0.1800 | chosen, best |" in md
+    assert "| Dropout | 0.5 | 0.8100 | 1 |  | 0.1900 | default |" in md
+
+
+def _fake_study(rows, params=("dropout",), n_val=2000):
+    """A LoadedStudy from hand-written trials.csv rows (the defaults for the rest)."""
+    import pandas as pd
+
+    from emotune.analysis import LoadedStudy
+    from emotune.space import hp_values
+
+    defaults = hp_values(build_config())
+    frame = pd.DataFrame([{**defaults, "val_loss": 0.2, "val_accuracy_std": np.nan,
+                           "sweeps": params[0], **r} for r in rows])
+    frame["trial_id"] = [f"{i:04d}" for i in range(len(frame))]
+    return LoadedStudy(pathlib.Path("fake"), "fake", "gru", "sweep", params, 1, defaults,
+                       {params[0]: sorted({r[params[0]] for r in rows})}, frame,
+                       {"n_val": n_val, "study": {"race": 0}})
+
+
+def test_a_pruned_trial_is_a_lower_bound_and_never_chosen():
+    # The refine.sh case: dropout 0.35, pruned at epoch 2, reported 0.9410 against the
+    # default's 0.9405. It is shown as a lower bound and the default is kept.
+    st = _fake_study([
+        {"dropout": 0.5, "status": "completed", "val_accuracy": 0.9405, "seeds": "42",
+         "val_accuracy_by_seed": "0.9405"},
+        {"dropout": 0.35, "status": "pruned", "val_accuracy": 0.9410, "seeds": "42",
+         "val_accuracy_by_seed": "0.941"},
+        {"dropout": 0.2, "status": "completed", "val_accuracy": 0.9300, "seeds": "42",
+         "val_accuracy_by_seed": "0.93"}])
+    rec = recommend(st)
+    (row,) = rec.rows
+    assert row.best.value == 0.5 and row.choice.value == 0.5 == rec.values["dropout"]
+    assert [p.pruned for p in row.points] == [False, True, False]  # 0.2, 0.35, 0.5
+    assert rec.expected_accuracy == 0.9405 and rec.best_trial["trial_id"] == "0000"
+    md = recommendation_markdown(rec)
+    assert "| Dropout | 0.35 | ≥0.9410 (pruned) | 1 |" in md
+    assert any("lower bounds" in n for n in rec.notes)
+
+
+def test_a_one_text_lead_does_not_change_the_choice_and_seeds_are_paired():
+    runs = {0.5: [0.9405, 0.9390, 0.9420], 0.35: [0.9410, 0.9400, 0.9425],
+            0.2: [0.9200, 0.9150, 0.9180]}
+    st = _fake_study([{"dropout": d, "status": "completed", "val_accuracy": a, "seeds": str(s)}
+                      | {"val_accuracy_by_seed": str(a)}
+                      for d, accs in runs.items() for s, a in zip((42, 43, 44), accs)])
+    (row,) = recommend(st).rows
+    assert row.best.value == 0.35 and row.choice.value == 0.5  # within one SE: the default
+    assert row.best.n == 3 and row.choice.verdict == "within noise"
+    assert row.best.val_accuracy == pytest.approx(np.mean(runs[0.35]))
+    assert row.best.val_accuracy_std == pytest.approx(np.std(runs[0.35], ddof=1))
+    mean, half, n = row.paired  # best - default, seed by seed: +0.0005, +0.001, +0.0005
+    assert (mean, n) == (pytest.approx(0.002 / 3), 3) and half > mean  # 0 is inside it
+    # a clear lead over three seeds is detectable, and its margin is paired seed by seed
+    runs[0.35] = [a + 0.02 for a in runs[0.5]]
+    st = _fake_study([{"dropout": d, "status": "completed", "val_accuracy": a, "seeds": str(s),
+                       "val_accuracy_by_seed": str(a)}
+                      for d, accs in runs.items() for s, a in zip((42, 43, 44), accs)])
+    (row,) = recommend(st).rows
+    assert row.choice.value == 0.35 and row.choice.verdict == "detectable"
+    mean, half, n = row.paired
+    assert (mean, n) == (pytest.approx(0.02), 3) and half == pytest.approx(0, abs=1e-9)
+
+
+def test_racing_study_reports_mean_and_std_over_its_seeds(tmp_path):
+    from emotune.search import StudySpec
+
+    st = StudySpec("gru", ("lr",), "sweep", None, 1, None, False, 3)
+    run(tmp_path, st, FakeTrainer(), sets=["sweeps.lr=[0.001, 0.0009, 0.002, 0.01]"])
+    rec = recommend(load_study(tmp_path / "study"))
+    (row,) = rec.rows
+    n = {p.value: p.n for p in row.points}
+    assert n == {0.001: 3, 0.0009: 3, 0.002: 1, 0.01: 1}
+    assert row.best.value == 0.001 and row.best.val_accuracy == pytest.approx(0.811)
+    assert rec.seeds == 3 and "3 seeds" in rec.basis
+    assert "| Learning Rate | 0.001 | 0.8110 ±0.0010 | 3 |" in recommendation_markdown(rec)
 
 
 def test_an_untrained_combination_is_not_given_invented_numbers(tmp_path):
@@ -71,14 +156,18 @@ def test_an_untrained_combination_is_not_given_invented_numbers(tmp_path):
     assert rec.expected_accuracy == pytest.approx(rec.best_trial["val_accuracy"])
 
 
-def test_ties_within_the_spread_are_reported(tmp_path):
+def test_ties_keep_the_default_by_the_one_se_rule(tmp_path):
     run(tmp_path, study(["dropout"], repeats=3), FakeTrainer(),
         sets=["sweeps.dropout=[0.3, 0.5, 0.9]"])
     rec = recommend(load_study(tmp_path / "study"))
     (row,) = rec.rows
     assert row.best.n == 3 and row.best.val_accuracy_std > 0
-    assert row.within_spread is True  # 0.3 and 0.5 score the same
-    assert any("within their spread" in n for n in rec.notes)
+    assert set(row.choice.ties) == {0.3, 0.5}  # 0.3 and 0.5 score the same; 0.9 is behind
+    assert row.choice.value == 0.5 == rec.values["dropout"]  # the default among the ties
+    assert row.choice.verdict == "within noise" and row.margin == pytest.approx(0, abs=1e-9)
+    lo, hi = row.chosen.interval  # 95% over 3 seeds 0.810, 0.811, 0.812: t(2) = 4.30
+    assert (lo, hi) == pytest.approx((0.811 - 4.303 * 0.001 / 3 ** 0.5,
+                                      0.811 + 4.303 * 0.001 / 3 ** 0.5), abs=1e-5)
 
 
 def test_sweeps_of_list_and_null_values(tmp_path):
@@ -144,7 +233,7 @@ def test_report_writes_figures_summary_and_self_contained_html(sweep_study, tmp_
     paths = write_report([sweep_study], [recommend(sweep_study)], out)
     names = {p.name for p in paths}
     assert {"sweep_lr.png", "sweep_dropout.png", "sweep_optimizer.png", "sweeps.png",
-            "best_per_param.png", "curves.png", "summary.md", "trials.csv", "index.html",
+            "chosen_per_param.png", "curves.png", "summary.md", "trials.csv", "index.html",
             "recommendations.md"} <= names
     page = (out / "index.html").read_text()
     assert page.count("data:image/png;base64,") >= 5 and "<table>" in page
@@ -164,6 +253,10 @@ def test_report_renders_its_markdown_once_and_reads_nothing_back(tmp_path, monke
 
     def no_reading(self, *args, **kwargs):
         raise AssertionError(f"{self} was read back")
+
+    from emotune.provenance import provenance
+
+    provenance()  # reads the CPU's and the packages' descriptions once per process
 
     with monkeypatch.context() as m:
         m.setattr(Path, "read_text", no_reading)

@@ -11,8 +11,8 @@ from emotune.cli.base import Command, add_config_options, load_config
 from emotune.errors import EmotuneError
 
 RECOMMEND_COLUMNS = ["study", "parameter", "searched", "recommended", "best_value",
-                     "val_accuracy", "val_accuracy_std", "val_loss", "val_loss_std", "n",
-                     "runner_up", "within_spread"]
+                     "best_val_accuracy", "best_val_accuracy_std", "best_seeds", "default",
+                     "default_val_accuracy", "margin", "noise", "verdict"]
 
 
 def _recommendations(projects: list[str]) -> list[tuple[Any, Any]]:
@@ -27,29 +27,30 @@ def _trial_count(done: Any) -> str:
     return f"{len(done)} trials" + (f", {pruned} of them pruned" if pruned else "")
 
 
-def parameter_records(rec: Any) -> list[dict[str, Any]]:
-    """One record per searched parameter (its best value and numbers), then one per other
-    parameter of the recommended configuration (its value alone)."""
-    out = [{"study": rec.study, "parameter": s.param, "searched": True,
-            "recommended": rec.values.get(s.param), "best_value": s.best.value,
-            "val_accuracy": s.best.val_accuracy, "val_accuracy_std": s.best.val_accuracy_std,
-            "val_loss": s.best.val_loss, "val_loss_std": s.best.val_loss_std, "n": s.best.n,
-            "runner_up": None if s.runner_up is None else s.runner_up.value,
-            "within_spread": s.within_spread} for s in rec.rows]
-    searched = {s.param for s in rec.rows}
-    out += [{"study": rec.study, "parameter": k, "searched": False, "recommended": v}
-            for k, v in rec.values.items() if k not in searched]
-    return out
+def _header(study: Any) -> str:
+    """Who wrote a recommended configuration, and from what: its YAML's first lines."""
+    from emotune.provenance import provenance
+
+    who = provenance()
+    dirty = " (with uncommitted changes)" if who["dirty"] else ""
+    return (f"Written by `{who['command']}` at commit {who['commit']}{dirty}, "
+            f"{who['written']}, on {who['cpu']} ({who['simd']}).\n"
+            f"Chosen from study {study.name} by the one-standard-error rule on validation "
+            f"accuracy; see reports/{study.name}/recommendations.md.")
 
 
 class Recommend(Command):
     name = "recommend"
     help = "best value per parameter and a configuration"
-    description = ("For each searched parameter: its best value with val accuracy and loss "
-                   "(mean ±std with --repeats); the recommended combined configuration and its "
-                   "expected val accuracy. Writes reports/<study>/recommendations.{md,csv,json} "
-                   "and experiments/recommended-<study>.yaml (accepted by train and "
-                   "final-train). Uses the validation split only.")
+    description = ("For each searched parameter, by the one-standard-error rule: among the "
+                   "values within one standard error of the best val accuracy (the binomial "
+                   "error on the validation texts, or the seeds' spread where larger), the "
+                   "one nearest the default; with the best value, the margin over the "
+                   "default, the noise and whether the margin is detectable. Pruned trials "
+                   "are lower bounds, never chosen. Then the combined configuration and its "
+                   "expected val accuracy. Writes reports/<study>/recommendations."
+                   "{md,csv,json} and experiments/recommended-<study>.yaml (accepted by train "
+                   "and final-train). Uses the validation split only.")
     prints_data = True
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -64,7 +65,13 @@ class Recommend(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         from emotune.analysis import recommended_config
         from emotune.config import save_config
-        from emotune.report import fmt, recommendation_text, write_recommendation
+        from emotune.report import (
+            fmt,
+            recommendation_records,
+            recommendation_text,
+            value_records,
+            write_recommendation,
+        )
 
         if args.config_out and len(args.project) > 1:
             raise EmotuneError("--config-out names one file: give one --project with it")
@@ -78,22 +85,22 @@ class Recommend(Command):
             exp = Path(args.config_out or Path(args.experiments_dir) /
                        f"recommended-{study.name}.yaml")
             exp.parent.mkdir(parents=True, exist_ok=True)
-            save_config(recommended_config(study, rec), exp)
+            save_config(recommended_config(study, rec), exp, header=_header(study))
             self.out.note(f"written: {', '.join(str(f) for f in files)}, {exp}")
             self.out.note()
-            rows = parameter_records(rec)
+            rows = recommendation_records(rec)
             records += rows
             documents.append({
                 "study": study.name, "model": study.model, "search": kind,
                 "trials": len(study.done), "recommended": rec.values,
                 "expected_val_accuracy": rec.expected_accuracy,
-                "expected_val_loss": rec.expected_loss, "basis": rec.basis,
-                "best_trial": rec.best_trial,
+                "expected_se": rec.expected_se, "expected_val_loss": rec.expected_loss,
+                "basis": rec.basis, "n_val": rec.n_val, "best_trial": rec.best_trial,
                 "parameters": [{k: v for k, v in r.items() if k != "study"} for r in rows],
-                "notes": list(rec.notes), "config": str(exp)})
+                "values": value_records(rec), "notes": list(rec.notes), "config": str(exp)})
         if self.out.machine:
             self.out.records(records, RECOMMEND_COLUMNS, document=documents,
-                             cells=dict.fromkeys(("recommended", "best_value", "runner_up"), fmt))
+                             cells=dict.fromkeys(("recommended", "best_value", "default"), fmt))
         return 0
 
 
