@@ -24,8 +24,8 @@ from emotune.noise import (
     Candidate,
     Choice,
     binomial_se,
-    distance,
     interval95,
+    mean_std,
     noise,
     one_se_choice,
     paired_difference,
@@ -49,17 +49,19 @@ class Point:
     val_loss_std: float
     n: int  # seeds (sweeps) or trials (joint marginals) behind the numbers
     trial_id: str = ""  # its (first) trial
-    se: float = 0.0  # the noise of the mean (noise.noise); 0 when the study predates n_val
+    se: float = math.nan  # the noise of the mean (noise.noise); nan if unknown (no n_val)
     pruned: bool = False  # stopped early: val_accuracy is a lower bound
     by_seed: tuple[tuple[int, float], ...] = ()  # (seed, val accuracy) of each run
 
     @property
     def interval(self) -> tuple[float, float]:
-        """95% interval of the mean over seeds (Student's t); nan with one seed."""
-        return interval95(self.val_accuracy, self.val_accuracy_std, self.n)
+        """95% interval of the mean from its noise (Student's t over seeds; 1.96 binomial
+        errors with one seed); nan when the noise is unknown."""
+        return interval95(self.val_accuracy, self.se, self.n)
 
     def candidate(self) -> Candidate:
-        return Candidate(self.value, self.val_accuracy, self.se, self.pruned)
+        se = 0.0 if math.isnan(self.se) else self.se  # unknown noise: only exact ties
+        return Candidate(self.value, self.val_accuracy, se, self.pruned)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class Sweep:
         return None if self.choice.default is None else self._point(self.choice.default.value)
 
     @property
-    def margin(self) -> float:
+    def best_margin(self) -> float:
         """The best mean minus the default's: within the noise when the default is kept."""
         d = self.default_point
         return self.best.val_accuracy - d.val_accuracy if d is not None else math.nan
@@ -175,30 +177,24 @@ def _setting(base: dict[str, Any], key: str) -> Any:
     return plain(getattr(getattr(Config(), section), name))
 
 
-def _runs(rows: Any) -> list[tuple[int, float]]:
-    """(seed, val accuracy) of every run of ``rows`` (trials.csv rows)."""
+def _runs(rows: Any, metric: str = "val_accuracy") -> list[tuple[int, float]]:
+    """(seed, ``metric``) of every run of ``rows`` (trials.csv rows)."""
     out = []
     for _, r in rows.iterrows():
         seeds = str(r.get("seeds", "")).split()
-        accs = str(r.get("val_accuracy_by_seed", "") or "").split()
-        if len(accs) == len(seeds) and seeds:
-            out += [(int(s), float(a)) for s, a in zip(seeds, accs)]
+        values = r.get(f"{metric}_by_seed", "")
+        values = str(values).split() if isinstance(values, str) else []
+        if len(values) == len(seeds) and seeds:
+            out += [(int(s), float(a)) for s, a in zip(seeds, values)]
         else:  # a trials frame without per-seed numbers: its mean stands for its seeds
-            out += [(int(s), float(r["val_accuracy"])) for s in seeds or ["0"]]
+            out += [(int(s), float(r[metric])) for s in seeds or ["0"]]
     return out
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, math.nan
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def _se(mean: float, std: float, n: int, n_val: int | None) -> float:
     if n_val:
         return noise(mean, std, n, n_val)
-    return std / math.sqrt(n) if n > 1 and not math.isnan(std) else 0.0
+    return std / math.sqrt(n) if n > 1 and not math.isnan(std) else math.nan
 
 
 def _point(rows: Any, value: Any, per_seed: bool, n_val: int | None) -> Point:
@@ -207,22 +203,16 @@ def _point(rows: Any, value: Any, per_seed: bool, n_val: int | None) -> Point:
     complete = rows[rows["status"] == "completed"]
     pruned = complete.empty
     use = rows if pruned else complete
-    losses = [float(x) for x in use["val_loss"]]
     if per_seed:
         runs = _runs(use)
-        acc, acc_std = _mean_std([a for _, a in runs])
+        acc, acc_std = mean_std([a for _, a in runs])
+        loss, loss_std = mean_std([x for _, x in _runs(use, "val_loss")])
         n = len(runs)
-        loss_rows = [[float(r["val_loss"])] * len(str(r["seeds"]).split() or [0])
-                     for _, r in use.iterrows()]
-        losses = [x for row in loss_rows for x in row]
-    else:
+    else:  # a marginal over configurations (``_configuration_frame``)
         runs = []
-        acc, acc_std = _mean_std([float(x) for x in use["val_accuracy"]])
+        acc, acc_std = mean_std([float(x) for x in use["val_accuracy"]])
+        loss, loss_std = mean_std([float(x) for x in use["val_loss"]])
         n = len(use)
-        if n == 1:  # one trial of several seeds: its own spread
-            acc_std = float(use["val_accuracy_std"].iloc[0])
-            n = len(str(use["seeds"].iloc[0]).split()) or 1
-    loss, loss_std = _mean_std(losses)
     return Point(value, acc, acc_std, loss, loss_std, n, str(use["trial_id"].iloc[0]),
                  _se(acc, acc_std, n, n_val), pruned, tuple(runs))
 
@@ -243,16 +233,17 @@ def _sweep(param: str, default: Any, points: list[Point]) -> Sweep | None:
 def sweeps(study: LoadedStudy) -> list[Sweep]:
     """One Sweep per searched parameter: its values' numbers, noise and the one-SE choice."""
     done = study.done
+    configurations = None if study.sweep else _configuration_frame(study)
     out = []
     for param in study.params:
         order = list(study.sweep_values.get(param, []))
         default = study.defaults[param]
         if not any(same_setting(default, v) for v in order):
             order.insert(0, default)
-        rows = done
         if study.sweep:
             rows = done[[param in str(s).split() for s in done["sweeps"].fillna("")]]
-        # else a joint search: the marginal over every trial with that value
+        else:  # a joint search: the marginal over every configuration with that value
+            rows = configurations
         points = []
         for v in order:  # values may be lists (kernel_sizes) or None (clipnorm)
             hit = rows[rows[param].map(lambda x, v=v: same_setting(x, v))] if len(rows) else rows
@@ -282,7 +273,8 @@ class Recommendation:
 
 def _configurations(study: LoadedStudy) -> list[Point]:
     """Every distinct trained configuration (all tunable parameters) as one Point, its runs
-    over all its trials' seeds; ``value`` is its parameter values."""
+    over all its trials' seeds (a racing study trains one several times); ``value`` is its
+    parameter values."""
     done = study.done
     groups: list[tuple[dict[str, Any], list[int]]] = []
     for i, (_, row) in enumerate(done.iterrows()):
@@ -296,17 +288,34 @@ def _configurations(study: LoadedStudy) -> list[Point]:
     return [_point(done.iloc[members], values, True, study.n_val) for values, members in groups]
 
 
+def _configuration_frame(study: LoadedStudy) -> Any:
+    """One row per configuration (its mean over seeds), for a joint search's marginals: a
+    configuration raced with three seeds counts once, not three times."""
+    import pandas as pd
+
+    rows = [{**c.value, "val_accuracy": c.val_accuracy, "val_loss": c.val_loss,
+             "status": "pruned" if c.pruned else "completed", "trial_id": c.trial_id}
+            for c in _configurations(study)]
+    return pd.DataFrame(rows)
+
+
 def _nearest_default(study: LoadedStudy, configs: list[Point]) -> Point:
     """The one-standard-error rule over whole configurations (joint searches): among those
-    within one SE of the best, the one that changes the fewest defaults, then the nearest."""
+    within one SE of the best, the one that changes the fewest defaults, then the one whose
+    changes are the fewest steps along each parameter's list of values."""
     complete = [c for c in configs if not c.pruned]
     best = max(complete, key=lambda c: c.val_accuracy)
-    ties = [c for c in complete if c.val_accuracy >= best.val_accuracy - best.se]
+    ties = [c for c in complete if c.val_accuracy >= best.val_accuracy - best.candidate().se]
+
+    def steps(p: str, value: Any) -> float:
+        order = list(study.sweep_values.get(p, []))
+        where = [i for i, v in enumerate(order) if same_setting(v, value)]
+        home = [i for i, v in enumerate(order) if same_setting(v, study.defaults[p])]
+        return abs(where[0] - home[0]) if where and home else 1.0
 
     def key(c: Point) -> tuple[int, float, float]:
         changed = [p for p in study.params if not same_setting(c.value[p], study.defaults[p])]
-        far = sum(distance(c.value[p], study.defaults[p], PARAMS[p].log) for p in changed)
-        return len(changed), far, -c.val_accuracy
+        return len(changed), sum(steps(p, c.value[p]) for p in changed), -c.val_accuracy
 
     return min(ties, key=key)
 
@@ -379,15 +388,17 @@ def recommend(study: LoadedStudy) -> Recommendation:
                      f"the one nearest the default is chosen (the one-standard-error rule).")
     else:
         notes.append("This study predates recorded validation sizes, so only the seeds' "
-                     "spread counts as noise; rerun its `emotune search` command once to "
-                     "record it (nothing is trained again).")
+                     "spread counts as noise (unknown with one seed: only exact ties); run "
+                     "its `emotune search` command once more to record it (a finished study "
+                     "trains nothing more).")
     pruned = [p for s in rows for p in s.points if p.pruned]
     if pruned:
         notes.append(f"{len(pruned)} value(s) were pruned: their numbers are lower bounds "
                      f"(marked ≥) and never chosen.")
     if study.repeats < 2 and not study.race:
-        notes.append("One seed per value: rerun with --repeats auto to race more seeds "
-                     "among the values within noise of the best.")
+        notes.append("One seed per value: a new study with --repeats auto (another --project, "
+                     "or --overwrite) races more seeds among the values within noise of the "
+                     "best.")
     return Recommendation(study.name, study.model, values, tuple(rows), exp.val_accuracy,
                           exp.val_loss, exp.se, basis, best_trial, tuple(notes), n_val, seeds)
 
@@ -401,7 +412,7 @@ def history(study: LoadedStudy) -> Any:
     done = study.done.sort_values("trial_id").reset_index(drop=True)
     out = done[["trial_id", "val_accuracy"]].copy()
     out["pruned"] = (done["status"] == "pruned").to_numpy()
-    out["best_so_far"] = out["val_accuracy"].where(~out["pruned"]).cummax()
+    out["best_so_far"] = out["val_accuracy"].where(~out["pruned"]).cummax().ffill()
     return out
 
 

@@ -130,14 +130,15 @@ def contenders(candidates: Sequence[Candidate]) -> list[Candidate]:
     return [best, *close] if close else []
 
 
-def interval95(mean: float, std: float, n: int) -> tuple[float, float]:
-    """A 95% confidence interval of a mean over ``n`` seeds (Student's t); (nan, nan) for
-    fewer than two seeds."""
-    if n < 2 or math.isnan(std):
+def interval95(mean: float, se: float, n: int) -> tuple[float, float]:
+    """A 95% interval of a mean with standard error ``se`` over ``n`` seeds: Student's t with
+    n - 1 degrees of freedom, the normal 1.96 for one seed (``se`` then the binomial error);
+    (nan, nan) when ``se`` is unknown."""
+    if math.isnan(se) or n < 1:
         return (math.nan, math.nan)
     from scipy.stats import t
 
-    half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    half = (float(t.ppf(0.975, n - 1)) if n > 1 else 1.96) * se
     return (mean - half, mean + half)
 
 
@@ -149,8 +150,14 @@ def paired_difference(a: dict[int, float], b: dict[int, float]
     common = sorted(set(a) & set(b))
     if len(common) < 2:
         return None
-    d = [a[s] - b[s] for s in common]
-    mean = sum(d) / len(d)
-    std = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
-    lo, hi = interval95(mean, std, len(d))
-    return mean, (hi - lo) / 2, len(d)
+    mean, std = mean_std([a[s] - b[s] for s in common])
+    lo, hi = interval95(mean, std / math.sqrt(len(common)), len(common))
+    return mean, (hi - lo) / 2, len(common)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """The mean and the sample standard deviation (nan for fewer than two values)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))

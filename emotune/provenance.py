@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("tensorflow", "keras", "keras-tuner")
+CODE = ("emotune", "setup.py", "pyproject.toml")  # what "dirty" is about: not reports/, runs/
 _command: list[str] | None = None
 
 
@@ -47,9 +48,10 @@ def provenance() -> dict[str, Any]:
 
 
 def git_commit() -> tuple[str, bool | None]:
-    """(commit, dirty) of the checkout emotune is imported from; ("unknown", None) when it is
-    not a git checkout (an installed wheel) or git is missing. Asked each time: a long
-    search may outlive a commit."""
+    """(commit, dirty) of the checkout emotune is imported from, dirty meaning uncommitted
+    changes to the code (``CODE``; results in reports/ and experiments/ do not count);
+    ("unknown", None) when it is not a git checkout (an installed wheel) or git is missing.
+    Asked each time: a long search may outlive a commit."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
@@ -57,8 +59,8 @@ def git_commit() -> tuple[str, bool | None]:
         if head.returncode != 0:
             return "unknown", None
         status = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                 "--untracked-files=no"], capture_output=True, text=True,
-                                timeout=10)
+                                 "--untracked-files=no", "--", *CODE], capture_output=True,
+                                text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
     return head.stdout.strip(), bool(status.stdout.strip())

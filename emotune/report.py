@@ -23,7 +23,6 @@ from emotune.analysis import (
     history,
     importance,
     parallel_coordinates,
-    sweeps,
 )
 from emotune.config import plain
 from emotune.results import atomic_write_json, atomic_write_text, trial_history
@@ -71,9 +70,17 @@ def _signed(x: float) -> str:
 def _margin(s: Sweep) -> str:
     """Best minus default; seed by seed with its 95% interval where they share seeds."""
     if s.paired is None:
-        return _signed(s.margin)
+        return _signed(s.best_margin)
     mean, half, n = s.paired
-    return f"{_signed(s.margin)} (paired over {n} seeds: {mean:+.4f} ±{half:.4f})"
+    return f"{_signed(s.best_margin)} (paired over {n} seeds: {mean:+.4f} ±{half:.4f})"
+
+
+def _noise(p: Point) -> str:
+    return "unknown" if math.isnan(p.se) else f"{p.se:.4f}"
+
+
+def _verdict(s: Sweep) -> str:
+    return "noise unknown" if math.isnan(s.best.se) else s.choice.verdict
 
 
 # ---------------------------------------------------------------- recommendations
@@ -91,9 +98,9 @@ def recommendation_rows(rec: Recommendation) -> list[dict[str, str]]:
     for s in rec.rows:
         d = s.default_point
         rows.append(dict(zip(RECOMMENDATION_COLUMNS, (
-            LABELS.get(s.param, s.param), fmt(s.choice.value), fmt(s.best.value),
+            LABELS.get(s.param, s.param), fmt(rec.values[s.param]), fmt(s.best.value),
             f"{acc_cell(s.best)} (n={s.best.n})", "" if d is None else acc_cell(d),
-            _margin(s), f"{s.best.se:.4f}", s.choice.verdict))))
+            _margin(s), _noise(s.best), _verdict(s)))))
     return rows
 
 
@@ -129,12 +136,12 @@ def recommendation_records(rec: Recommendation) -> list[dict[str, Any]]:
         paired = s.paired or (math.nan, math.nan, 0)
         out.append({
             "study": rec.study, "parameter": s.param, "searched": True,
-            "recommended": plain(s.choice.value), "best_value": plain(s.best.value),
+            "recommended": plain(rec.values[s.param]), "best_value": plain(s.best.value),
             "best_val_accuracy": s.best.val_accuracy,
             "best_val_accuracy_std": s.best.val_accuracy_std, "best_seeds": s.best.n,
             "default": plain(s.default),
             "default_val_accuracy": math.nan if d is None else d.val_accuracy,
-            "margin": s.margin, "noise": s.best.se, "verdict": s.choice.verdict,
+            "margin": s.best_margin, "noise": s.best.se, "verdict": _verdict(s),
             "ties": [plain(t) for t in s.choice.ties],
             "paired_margin": paired[0], "paired_95": paired[1], "paired_seeds": paired[2]})
     searched = {s.param for s in rec.rows}
@@ -220,10 +227,10 @@ def _draw_sweep(ax: Any, s: Sweep) -> None:
     bounds; the one-SE band below the best; the chosen value starred."""
     xs = [p.value for p in s.points]
     ys = [p.val_accuracy for p in s.points]
-    err = [0.0 if p.pruned else p.se for p in s.points]
+    err = [0.0 if p.pruned else p.candidate().se for p in s.points]  # 0: unknown noise
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
     pos = xs if numeric else list(range(len(xs)))
-    band = (s.best.val_accuracy - s.best.se, s.best.val_accuracy)
+    band = (s.best.val_accuracy - s.best.candidate().se, s.best.val_accuracy)
     ax.axhspan(*band, color="gold", alpha=0.25, label="within 1 SE of the best")
     done = [i for i, p in enumerate(s.points) if not p.pruned]
     ax.errorbar([pos[i] for i in done], [ys[i] for i in done], yerr=[err[i] for i in done],
@@ -400,7 +407,7 @@ def write_report(studies: list[LoadedStudy], recs: list[Recommendation], out: Pa
         atomic_write_text(sub / "trials.csv", study.trials.to_csv(index=False))
         md = recommendation_markdown(rec)
         paths += write_recommendation(rec, sub, md)
-        images = sweep_figures(sweeps(study), sub)
+        images = sweep_figures(list(rec.rows), sub)
         if not study.sweep:
             images += joint_figures(study, sub)
         images += curves_figure(study, sub)

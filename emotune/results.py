@@ -152,8 +152,8 @@ def trial_row(trial_dir: Path) -> dict[str, Any]:
             row[f"{m}_std"] = _std(vals)
     row["seconds"] = sum(r.get("seconds", 0.0) for r in per_seed) if per_seed else math.nan
     row["seeds"] = " ".join(str(r["seed"]) for r in per_seed)
-    row["val_accuracy_by_seed"] = " ".join(f"{r['val_accuracy']:.6g}" for r in per_seed
-                                           if r.get("val_accuracy") is not None)
+    for m in ("val_accuracy", "val_loss"):  # each seed's, for paired and pooled numbers
+        row[f"{m}_by_seed"] = " ".join(f"{r[m]:.6g}" for r in per_seed if r.get(m) is not None)
     row["sweeps"] = " ".join(mine.get("sweeps", []))
     return row
 
@@ -281,8 +281,11 @@ def finished_curves(project: Path, like: dict[str, Any] | None = None) -> list[l
 
 
 def top(frame: Any, n: int = 5, objective: str = "val_accuracy") -> Any:
-    """The ``n`` best completed (or pruned) trials, best first."""
+    """The ``n`` best trials, best first: those that ran to the end, then pruned ones (their
+    numbers are lower bounds, so they never rank above a measured one)."""
     if frame.empty:
         return frame
     done = frame[frame["status"].isin(["completed", "pruned"])]
-    return done.sort_values([objective, "val_loss"], ascending=[False, True]).head(n)
+    return done.assign(_cut=done["status"] == "pruned").sort_values(
+        ["_cut", objective, "val_loss"], ascending=[True, False, True]).drop(
+        columns="_cut").head(n)

@@ -36,6 +36,9 @@ from emotune.space import SearchSpace
 
 STRATEGIES = ("grid", "bayesian", "random", "hyperband")
 OBJECTIVE = "val_accuracy"
+RACING_NEEDS = ("--repeats auto races seeds among a fixed set of values: use it with --param "
+                "(sweeps) or --strategy grid, and --repeats K with bayesian, random or "
+                "hyperband")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +23,10 @@ from keras_tuner.engine.base_tuner import BaseTuner
 from emotune import results
 from emotune.config import Config, override, plain
 from emotune.errors import ConfigError, TrainingError
-from emotune.noise import Candidate, contenders, noise
+from emotune.noise import Candidate, contenders, mean_std, noise
 from emotune.progress import log
 from emotune.provenance import provenance
-from emotune.search import OBJECTIVE, StudySpec, median_stopping
+from emotune.search import OBJECTIVE, RACING_NEEDS, StudySpec, median_stopping
 from emotune.space import PARAMS, POINT, REPEAT, SearchSpace, hp_values, sweeps_of
 
 Trainer = Callable[..., Any]  # (config, model=..., on_epoch=..., prefix=...) -> TrainResult
@@ -197,11 +196,13 @@ class EmotuneTuner(BaseTuner):
         log(f"  val_acc {row[OBJECTIVE]:.4f}{pruned} in {row['seconds']:.0f}s; {so_far}, "
             f"{len(done)} trials done")
         model, self._last_model = self._last_model, None
-        if model is None or complete.empty:
+        if model is None:
             return
-        best = complete.loc[complete[OBJECTIVE].idxmax()]
         if self.keep_models:
             self.save_model(trial.trial_id, model)
+        if complete.empty:
+            return
+        best = complete.loc[complete[OBJECTIVE].idxmax()]
         if best["trial_id"] == trial.trial_id:
             results.save_best_model(self.project, model, trial.trial_id,
                                     {OBJECTIVE: float(row[OBJECTIVE]),
@@ -276,24 +277,26 @@ class ResumableGridOracle(kt.Oracle):
     """
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
-        space = [hp for hp in self.get_space().space if hp.name != REPEAT]
+        values = self.next_combination()
+        return self._answer(values)
+
+    def next_combination(self, **fixed: Any) -> dict[str, Any] | None:
+        """The first combination, in grid order, that no trial has taken (``fixed`` values
+        set alongside, e.g. ``repeat=0``); None when all have been."""
+        space = [hp for hp in self.get_space().space if hp.name not in fixed]
         grids = [[hp.default, *(v for v in hp.values if v != hp.default)] for hp in space]
-        racing = any(hp.name == REPEAT for hp in self.get_space().space)
         for combo in itertools.product(*grids):
-            values = {hp.name: v for hp, v in zip(space, combo)}
-            if racing:
-                values[REPEAT] = 0
+            values = {**{hp.name: v for hp, v in zip(space, combo)}, **fixed}
             if not self._duplicate(values):
-                return {"status": "RUNNING", "values": values}
-        values = self.next_race() if racing else None
+                return values
+        return None
+
+    def _answer(self, values: dict[str, Any] | None) -> dict[str, Any]:
         if values is not None:
             return {"status": "RUNNING", "values": values}
         if self.ongoing_trials:
             return {"status": "IDLE", "values": None}
         return {"status": "STOPPED", "values": None}
-
-    def next_race(self) -> dict[str, Any] | None:
-        return None
 
 
 class RacingOracle(ResumableGridOracle):
@@ -309,14 +312,26 @@ class RacingOracle(ResumableGridOracle):
         race: the most seeds a value gets.
         n_val: validation texts (the binomial noise floor).
         space: the study's ``SearchSpace`` (which races a configuration runs in).
+        first_round: a grid search's ``--trials``: at most this many configurations (their
+            extra seeds do not count against it); None for sweeps.
     """
 
-    def __init__(self, *, race: int, n_val: int, space: SearchSpace, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, race: int, n_val: int, space: SearchSpace,
+                 first_round: int | None = None, **kwargs: Any) -> None:
+        super().__init__(max_trials=None, **kwargs)
         self.race, self.n_val, self.space = race, n_val, space
+        self.first_round = first_round
 
-    def next_race(self) -> dict[str, Any] | None:
-        return _race_values(self.trials.values(), self.race, self.n_val, self.space.groups)
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        firsts = sum(1 for t in self.trials.values()
+                     if t.hyperparameters.values.get(REPEAT, 0) == 0)
+        values = None
+        if self.first_round is None or firsts < self.first_round:
+            values = self.next_combination(**{REPEAT: 0})
+        if values is None:
+            values = _race_values(self.trials.values(), self.race, self.n_val,
+                                  self.space.groups)
+        return self._answer(values)
 
 
 def _race_key(values: dict[str, Any]) -> str:
@@ -356,11 +371,9 @@ def _race_values(trials: Any, race: int, n_val: int,
         cands = {}
         for p in members:
             if p["accs"]:
-                k = len(p["accs"])
-                mean = sum(p["accs"]) / k
-                std = (math.sqrt(sum((a - mean) ** 2 for a in p["accs"]) / (k - 1))
-                       if k > 1 else math.nan)
-                cands[id(p)] = Candidate(id(p), mean, noise(mean, std, k, n_val), p["pruned"])
+                mean, std = mean_std(p["accs"])
+                cands[id(p)] = Candidate(id(p), mean, noise(mean, std, len(p["accs"]), n_val),
+                                         p["pruned"])
         racing = [p for p in members if id(p) in {c.value for c in contenders(
             list(cands.values()))}]
         for p in sorted(racing, key=lambda p: (len(p["taken"]), p["order"])):
@@ -382,12 +395,12 @@ def make_oracle(study: StudySpec, config: Config, space: SearchSpace | None = No
     common = {"objective": objective, "seed": config.train.seed,
               "max_consecutive_failed_trials": 10**6}
     if study.racing:
-        if not (study.sweep or study.strategy == "grid") or space is None or not n_val:
-            raise ConfigError("--repeats auto races seeds among a fixed set of values: use it "
-                              "with --param (sweeps) or --strategy grid, and --repeats K with "
-                              "bayesian, random or hyperband")
+        if not (study.sweep or study.strategy == "grid") or study.repeats != 1:
+            raise ConfigError(RACING_NEEDS)
+        if space is None or not n_val:
+            raise ValueError("racing needs the search space and the validation size")
         return RacingOracle(race=study.race, n_val=n_val, space=space,
-                            max_trials=study.trials, **common)
+                            first_round=study.trials, **common)
     if study.sweep or study.strategy == "grid":
         return ResumableGridOracle(max_trials=study.trials, **common)
     if study.strategy == "bayesian":

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_search import FakeTrainer, run, study
 
@@ -67,8 +68,9 @@ def test_recommendation_is_measured_when_that_configuration_was_trained(sweep_st
     assert md.startswith("# Recommendations: study (gru)\n\nChosen by the one-standard-error")
     assert ("| Hyperparameter | Choice | Best Value | Best Val Accuracy | Default's | Margin | "
             "Noise (1 SE) | Verdict |\n") in md
-    assert "| Dropout | 0.4 | 0.8200 | 1 |  | 0.1800 | chosen, best |" in md
-    assert "| Dropout | 0.5 | 0.8100 | 1 |  | 0.1900 | default |" in md
+    # one seed: the 95% interval is 1.96 binomial errors
+    assert "| Dropout | 0.4 | 0.8200 | 1 | 0.8032–0.8368 | 0.1800 | chosen, best |" in md
+    assert "| Dropout | 0.5 | 0.8100 | 1 | 0.7928–0.8272 | 0.1900 | default |" in md
 
 
 def _fake_study(rows, params=("dropout",), n_val=2000):
@@ -164,10 +166,14 @@ def test_ties_keep_the_default_by_the_one_se_rule(tmp_path):
     assert row.best.n == 3 and row.best.val_accuracy_std > 0
     assert set(row.choice.ties) == {0.3, 0.5}  # 0.3 and 0.5 score the same; 0.9 is behind
     assert row.choice.value == 0.5 == rec.values["dropout"]  # the default among the ties
-    assert row.choice.verdict == "within noise" and row.margin == pytest.approx(0, abs=1e-9)
-    lo, hi = row.chosen.interval  # 95% over 3 seeds 0.810, 0.811, 0.812: t(2) = 4.30
-    assert (lo, hi) == pytest.approx((0.811 - 4.303 * 0.001 / 3 ** 0.5,
-                                      0.811 + 4.303 * 0.001 / 3 ** 0.5), abs=1e-5)
+    assert row.choice.verdict == "within noise"
+    assert row.best_margin == pytest.approx(0, abs=1e-9)
+    # 95% over 3 seeds 0.810, 0.811, 0.812 (t(2) = 4.30), with the binomial error as the
+    # floor of the standard error: the seeds agree closer than 2,000 texts can tell
+    lo, hi = row.chosen.interval
+    se = binomial_se(0.811, 2000)
+    assert row.chosen.se == pytest.approx(se)
+    assert (lo, hi) == pytest.approx((0.811 - 4.303 * se, 0.811 + 4.303 * se), abs=1e-4)
 
 
 def test_sweeps_of_list_and_null_values(tmp_path):
@@ -225,7 +231,38 @@ def test_joint_study_views(tmp_path):
     pc = parallel_coordinates(st)
     assert pc[["lr", "dropout", "optimizer"]].stack().between(0, 1).all()
     rec = recommend(st)
-    assert rec.values == {**rec.best_trial["values"]}  # joint: the best trained trial
+    # joint: the one-SE rule over trained configurations: within one SE of the best, the
+    # fewest changed defaults
+    configs = st.done[["lr", "dropout", "optimizer", "val_accuracy"]]
+    best = configs["val_accuracy"].max()
+    chosen = configs[(configs[["lr", "dropout", "optimizer"]] ==
+                      pd.Series({k: rec.values[k] for k in ("lr", "dropout", "optimizer")})
+                      ).all(axis=1)]
+    assert len(chosen) == 1
+    se = binomial_se(best, 2000)
+    assert chosen["val_accuracy"].iloc[0] >= best - se
+    changed = lambda r: sum(r[k] != st.defaults[k] for k in ("lr", "dropout", "optimizer"))  # noqa: E731
+    ties = configs[configs["val_accuracy"] >= best - se]
+    assert changed(chosen.iloc[0]) == min(changed(r) for _, r in ties.iterrows())
+    assert {s.param: rec.values[s.param] for s in rec.rows} == {
+        k: rec.values[k] for k in ("lr", "dropout", "optimizer")}  # the table says the same
+    from emotune.report import recommendation_records
+
+    assert {r["parameter"]: r["recommended"] for r in recommendation_records(rec)
+            if r["searched"]} == {k: rec.values[k] for k in ("lr", "dropout", "optimizer")}
+
+
+def test_pruned_trials_never_rank_above_measured_ones():
+    from emotune.results import top
+
+    st = _fake_study([
+        {"dropout": 0.5, "status": "completed", "val_accuracy": 0.90, "seeds": "42"},
+        {"dropout": 0.35, "status": "pruned", "val_accuracy": 0.95, "seeds": "42"},
+        {"dropout": 0.2, "status": "completed", "val_accuracy": 0.91, "seeds": "42"}])
+    assert list(top(st.trials)["dropout"]) == [0.2, 0.5, 0.35]
+    h = history(st)
+    assert list(h["pruned"]) == [False, True, False]
+    assert list(h["best_so_far"]) == [0.90, 0.90, 0.91]  # the pruned 0.95 is no best
 
 
 def test_report_writes_figures_summary_and_self_contained_html(sweep_study, tmp_path):

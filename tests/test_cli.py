@@ -304,18 +304,25 @@ def test_search_formats(fake_search, tiny_sets, tmp_path, capsys):
 
 RECOMMEND_TABLE = """\
 == study (gru, one-at-a-time sweeps, 9 trials)
-Hyperparameter   Best Value   Val Accuracy   Val Loss
-Learning Rate    0.001        0.8100         0.1900
-Dropout          0.4          0.8200         0.1800
+Hyperparameter   Choice   Best Value   Best Val Accuracy   Default's   Margin    Noise (1 SE)   \
+Verdict
+Learning Rate    0.001    0.001        0.8100 (n=1)        0.8100      +0.0000   0.0088         \
+within noise
+Dropout          0.4      0.4          0.8200 (n=1)        0.8100      +0.0100   0.0086         \
+detectable
 
 Recommended: lr=0.001 batch_size=32 units=8 dropout=0.4 optimizer=adam embedding=frozen \
 bidirectional=False layers=1 pooling=last spatial_dropout=0 kernel_sizes=[3, 4, 5] \
 schedule=constant warmup_epochs=0 clipnorm=None label_smoothing=0 class_weight=none \
 focal_gamma=0 weight_decay=0
-Expected: val accuracy 0.8200, val loss 0.1800 (measured (trial 0007))
+Expected: val accuracy 0.8200 ±0.0086 (1 SE), val loss 0.1800 (measured (trial 0007))
 Best trained: trial 0007 val accuracy 0.8200, val loss 0.1800
-Note: One seed per configuration: differences under ~0.005 may be noise; rerun with \
---repeats 3 to measure the spread.
+Note: Noise: one standard error is the binomial error of an accuracy on 2000 validation texts \
+(±0.0086 at 0.82), or the seeds' spread where it is larger. Values within one standard error of \
+the best are ties, and of those the one nearest the default is chosen (the one-standard-error \
+rule).
+Note: One seed per value: a new study with --repeats auto (another --project, or --overwrite) \
+races more seeds among the values within noise of the best.
 written: """
 
 
@@ -337,21 +344,26 @@ def test_recommend_formats(fake_search, tiny_sets, tmp_path, capsys):
     assert "written:" in got["json"][1] and "== study" in got["json"][1]
     rows = got["csv"][0]
     assert list(rows[0]) == ["study", "parameter", "searched", "recommended", "best_value",
-                             "val_accuracy", "val_accuracy_std", "val_loss", "val_loss_std",
-                             "n", "runner_up", "within_spread"]
+                             "best_val_accuracy", "best_val_accuracy_std", "best_seeds",
+                             "default", "default_val_accuracy", "margin", "noise", "verdict",
+                             "ties", "paired_margin", "paired_95", "paired_seeds"]
     by_name = {r["parameter"]: r for r in rows}
     assert len(rows) == len(study["recommended"])  # the whole recommended configuration
     assert by_name["dropout"]["best_value"] == "0.4" and by_name["dropout"]["searched"] == "True"
-    assert by_name["units"]["recommended"] == "8" and by_name["units"]["val_accuracy"] == ""
+    assert by_name["units"]["recommended"] == "8" and by_name["units"]["noise"] == ""
+    assert by_name["dropout"]["verdict"] == "detectable"
+    assert float(by_name["dropout"]["margin"]) == pytest.approx(0.01)
     md = {r["parameter"]: r for r in got["markdown"][0]}
-    assert md["lr"]["recommended"] == "0.001" and md["lr"]["val_accuracy"] == "0.8100"
+    assert md["lr"]["recommended"] == "0.001" and md["lr"]["best_val_accuracy"] == "0.8100"
 
 
-def _final_report(reports, name, val, test, f1s, seeds=None):
+def _final_report(reports, name, val, test, f1s, seeds=None, provenance=None):
     d = reports / name / "final"
     d.mkdir(parents=True)
     m = {"val_accuracy": val, "test_accuracy": test, "test_macro_f1": test - 0.01,
          "params": 123456, "per_class": [{"label": k, "f1": v} for k, v in f1s.items()]}
+    if provenance:
+        m["provenance"] = provenance
     if not seeds:
         (d / "test_metrics.json").write_text(json.dumps(m))
         return
@@ -366,7 +378,8 @@ def _final_report(reports, name, val, test, f1s, seeds=None):
 
 def test_leaderboard_formats(tmp_path, capsys):
     reports = tmp_path / "reports"
-    _final_report(reports, "gru-all", 0.93, 0.925, {"joy": 0.95, "anger": 0.9})
+    _final_report(reports, "gru-all", 0.93, 0.925, {"joy": 0.95, "anger": 0.9},
+                  provenance={"commit": "0123456789abcdef", "dirty": True})
     _final_report(reports, "lstm", 0.94, 0.92, {"joy": 0.96, "anger": 0.91}, seeds=[1, 2])
     (reports / "baseline").mkdir()
     (reports / "baseline" / "baseline.json").write_text(json.dumps({
@@ -380,12 +393,14 @@ def test_leaderboard_formats(tmp_path, capsys):
     assert written == f"written: {reports / 'leaderboard.md'}"
     assert (reports / "leaderboard.md").read_text().endswith("\n\n" + table + "\n")
     assert table.split("\n") == [
-        "| model | seeds | parameters | val acc | test acc | test macro-F1 | F1 anger | F1 joy |",
-        "|---|---|---|---|---|---|---|---|",
-        "| lstm | 2 | 123,456 | 0.9400 | 0.9200 ± 0.0123 | 0.9100 ± 0.0123 | 0.910 | 0.960 |",
-        "| gru-all | 1 | 123,456 | 0.9300 | 0.9250 | 0.9150 | 0.900 | 0.950 |",
-        "| baseline: TF-IDF + logistic regression (C=16) |  |  | 0.8800 | 0.8700 | 0.8400 |  |  |",
-        "| baseline: majority class (joy) |  |  | 0.3500 | 0.3400 | 0.0700 |  |  |"]
+        "| model | seeds | commit | parameters | val acc | test acc | test macro-F1 | F1 anger "
+        "| F1 joy |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| lstm | 2 |  | 123,456 | 0.9400 | 0.9200 ± 0.0123 | 0.9100 ± 0.0123 | 0.910 | 0.960 |",
+        "| gru-all | 1 | 0123456+dirty | 123,456 | 0.9300 | 0.9250 | 0.9150 | 0.900 | 0.950 |",
+        "| baseline: TF-IDF + logistic regression (C=16) |  |  |  | 0.8800 | 0.8700 | 0.8400 |  "
+        "|  |",
+        "| baseline: majority class (joy) |  |  |  | 0.3500 | 0.3400 | 0.0700 |  |  |"]
     got = formats(argv, capsys)
     rows = got["json"][0]
     assert [r["name"] for r in rows] == ["lstm", "gru-all",

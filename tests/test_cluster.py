@@ -43,6 +43,34 @@ def test_two_workers_share_a_sweep_and_train_each_value_once(tiny_sets, tmp_path
 
 
 @pytest.mark.slow
+def test_two_workers_race_seeds_as_one_process_would(tiny_sets, tmp_path):
+    # --repeats auto:2 with --workers: the chief's oracle decides the race from the finished
+    # trials; every value gets its first seed once, and the values within noise of the best
+    # after round one (on 90 validation texts, most of them) get one more.
+    from emotune.noise import Candidate, binomial_se, contenders
+
+    project = tmp_path / "study"
+    sets = [x for s in tiny_sets for x in ("--set", s)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "emotune", "search", "--param", "dropout", "--set",
+         "sweeps.dropout=[0.2, 0.4, 0.6]", *sets, "--project", str(project),
+         "--repeats", "auto:2", "--workers", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = pd.read_csv(project / "trials.csv")
+    assert (trials["status"] == "completed").all()
+    first = trials[trials["seeds"] == 42]
+    assert sorted(first["dropout"]) == [0.2, 0.4, 0.5, 0.6]  # round one: each value once
+    racing = contenders([Candidate(r["dropout"], r["val_accuracy"],
+                                   binomial_se(r["val_accuracy"], 90))
+                         for _, r in first.iterrows()])
+    second = trials[trials["seeds"] == 43]
+    # round one's contenders all got their second seed (a value may join the race later,
+    # when a second seed moves the best's mean), and no value got more than MAX=2
+    assert {c.value for c in racing} <= set(second["dropout"])
+    assert len(trials) == len(first) + len(second) and second["dropout"].is_unique
+
+
+@pytest.mark.slow
 def test_chief_and_workers_as_separate_commands(tiny_sets, tmp_path):
     """The multi-machine recipe, on one machine: `emotune chief` and two `emotune worker`."""
     project = tmp_path / "study"

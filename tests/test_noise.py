@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from emotune.noise import Candidate, binomial_se, noise, one_se_choice
+from emotune.config import parse_repeats
+from emotune.noise import (
+    Candidate,
+    binomial_se,
+    contenders,
+    interval95,
+    noise,
+    one_se_choice,
+    paired_difference,
+)
 
 
 def test_binomial_se_by_hand():
@@ -57,3 +66,35 @@ def test_a_pruned_lower_bound_never_wins():
     assert c.best.value == 0.5 and c.value == 0.5 and 0.35 not in c.ties
     with pytest.raises(ValueError, match="every value was pruned"):
         one_se_choice([Candidate(1, 0.9, se, pruned=True)], default=1)
+
+
+def test_parse_repeats():
+    assert parse_repeats("3") == (3, 0) and parse_repeats(1) == (1, 0)
+    assert parse_repeats("auto") == (1, 3) and parse_repeats("AUTO:5") == (1, 5)
+    for bad in ("0", "auto:1", "atuo", "auto:x", "-2"):
+        with pytest.raises(ValueError):
+            parse_repeats(bad)
+
+
+def test_contenders_are_the_values_not_told_apart_from_the_best():
+    se = binomial_se(0.9, 2000)  # 0.0067; one SE of a difference ~0.0095
+    cands = [Candidate("a", 0.909, se), Candidate("b", 0.900, se), Candidate("c", 0.875, se),
+             Candidate("d", 0.95, se, pruned=True)]  # a pruned lower bound never races
+    assert [c.value for c in contenders(cands)] == ["a", "b"]
+    assert contenders([Candidate("a", 0.909, se), Candidate("c", 0.875, se)]) == []
+    assert contenders([Candidate("a", 0.9, se)]) == []
+
+
+def test_interval95_and_paired_differences_by_hand():
+    lo, hi = interval95(0.9, 0.002, 3)  # t(0.975, 2) = 4.303
+    assert (lo, hi) == pytest.approx((0.9 - 4.303 * 0.002, 0.9 + 4.303 * 0.002), abs=1e-5)
+    assert interval95(0.9, 0.0067, 1) == pytest.approx((0.9 - 1.96 * 0.0067,
+                                                        0.9 + 1.96 * 0.0067))
+    assert all(math.isnan(x) for x in interval95(0.9, math.nan, 3))
+    a = {42: 0.91, 43: 0.92, 44: 0.90, 45: 0.5}
+    b = {42: 0.90, 43: 0.90, 44: 0.89}
+    mean, half, n = paired_difference(a, b)  # seed 45 is not shared: differences .01 .02 .01
+    assert n == 3 and mean == pytest.approx(0.04 / 3)
+    std = math.sqrt(((0.01 - mean) ** 2 * 2 + (0.02 - mean) ** 2) / 2)
+    assert half == pytest.approx(4.303 * std / math.sqrt(3), rel=1e-3)
+    assert paired_difference({42: 0.9}, {42: 0.8}) is None  # one shared seed: no interval

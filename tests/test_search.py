@@ -444,3 +444,17 @@ def test_racing_needs_a_fixed_set_of_values(tmp_path):
     st = StudySpec("gru", ("lr",), "bayesian", 4, 1, None, False, 3)
     with pytest.raises(Exception, match="--repeats auto races seeds"):
         run(tmp_path, st, FakeTrainer())
+
+
+def test_a_grid_races_too_and_its_extra_seeds_do_not_count_against_trials(tmp_path):
+    # A 2 x 3 grid capped at 4 configurations: the first round takes 4, then the contenders
+    # get extra seeds beyond that cap.
+    st = StudySpec("gru", ("lr", "dropout"), "grid", 4, 1, None, False, 2)
+    trainer = FakeTrainer()
+    out = run(tmp_path, st, trainer, sets=["sweeps.lr=[0.001, 0.0009]",
+                                           "sweeps.dropout=[0.5, 0.45, 0.2]"])
+    first = [(c["lr"], c["dropout"]) for c in trainer.calls if c["seed"] == 42]
+    extra = [(c["lr"], c["dropout"]) for c in trainer.calls if c["seed"] == 43]
+    assert len(first) == 4 and len(set(first)) == 4
+    assert extra and set(extra) <= set(first) and len(extra) == len(set(extra))
+    assert len(out.trials) == len(first) + len(extra)

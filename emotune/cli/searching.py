@@ -61,7 +61,7 @@ def _overwrite_option(p: argparse.ArgumentParser) -> None:
 def study_from_args(args: argparse.Namespace, config: Any) -> Any:
     """The ``search.StudySpec`` that --param or --strategy describe, checked."""
     from emotune.config import parse_repeats
-    from emotune.search import StudySpec
+    from emotune.search import RACING_NEEDS, StudySpec
     from emotune.space import CORE, SearchSpace, resolve_param
 
     if not args.param and not args.strategy:
@@ -78,9 +78,7 @@ def study_from_args(args: argparse.Namespace, config: Any) -> Any:
     trials = None if sweep or strategy == "hyperband" else config.search.trials
     repeats, race = parse_repeats(config.search.repeats)
     if race and not (sweep or strategy == "grid"):
-        raise EmotuneError(f"--repeats auto races seeds among a fixed set of values: use it "
-                           f"with --param or --strategy grid, or give --repeats K with "
-                           f"--strategy {strategy}")
+        raise EmotuneError(RACING_NEEDS)
     return StudySpec(config.model.type, tuple(params), strategy, trials, repeats,
                      args.sample, config.search.prune, race)
 

@@ -12,7 +12,8 @@ from emotune.errors import EmotuneError
 
 RECOMMEND_COLUMNS = ["study", "parameter", "searched", "recommended", "best_value",
                      "best_val_accuracy", "best_val_accuracy_std", "best_seeds", "default",
-                     "default_val_accuracy", "margin", "noise", "verdict"]
+                     "default_val_accuracy", "margin", "noise", "verdict", "ties",
+                     "paired_margin", "paired_95", "paired_seeds"]  # as recommendations.csv
 
 
 def _recommendations(projects: list[str]) -> list[tuple[Any, Any]]:
@@ -27,7 +28,7 @@ def _trial_count(done: Any) -> str:
     return f"{len(done)} trials" + (f", {pruned} of them pruned" if pruned else "")
 
 
-def _header(study: Any) -> str:
+def _header(study: Any, reports: Path) -> str:
     """Who wrote a recommended configuration, and from what: its YAML's first lines."""
     from emotune.provenance import provenance
 
@@ -36,12 +37,12 @@ def _header(study: Any) -> str:
     return (f"Written by `{who['command']}` at commit {who['commit']}{dirty}, "
             f"{who['written']}, on {who['cpu']} ({who['simd']}).\n"
             f"Chosen from study {study.name} by the one-standard-error rule on validation "
-            f"accuracy; see reports/{study.name}/recommendations.md.")
+            f"accuracy; see {reports / study.name / 'recommendations.md'}.")
 
 
 class Recommend(Command):
     name = "recommend"
-    help = "best value per parameter and a configuration"
+    help = "a configuration by the one-standard-error rule, with its noise"
     description = ("For each searched parameter, by the one-standard-error rule: among the "
                    "values within one standard error of the best val accuracy (the binomial "
                    "error on the validation texts, or the seeds' spread where larger), the "
@@ -85,7 +86,8 @@ class Recommend(Command):
             exp = Path(args.config_out or Path(args.experiments_dir) /
                        f"recommended-{study.name}.yaml")
             exp.parent.mkdir(parents=True, exist_ok=True)
-            save_config(recommended_config(study, rec), exp, header=_header(study))
+            save_config(recommended_config(study, rec), exp,
+                        header=_header(study, Path(args.reports_dir)))
             self.out.note(f"written: {', '.join(str(f) for f in files)}, {exp}")
             self.out.note()
             rows = recommendation_records(rec)
@@ -107,8 +109,10 @@ class Recommend(Command):
 class Report(Command):
     name = "report"
     help = "figures, tables and index.html for studies"
-    description = ("Write reports/<study>/: a plot per parameter (best marked), best value "
-                   "per parameter, all sweeps side by side, per-trial curves, for joint "
+    description = ("Write reports/<study>/: a plot per parameter (±1 SE error bars, the "
+                   "one-SE band, pruned values as lower bounds, the chosen value starred), "
+                   "the chosen value per parameter, all sweeps side by side, per-trial "
+                   "curves, for joint "
                    "searches the history, parallel coordinates and importance; with several "
                    "studies a comparison. Plus summary.md, trials.csv and a self-contained "
                    "index.html.")
