@@ -214,6 +214,8 @@ class EmotuneTuner(BaseTuner):
     def load_model(self, trial: kt.engine.trial.Trial) -> Any:
         import keras
 
+        import emotune.layers  # noqa: F401  (registers the custom layers for loading)
+
         return keras.models.load_model(results.trial_model_path(self.project, trial.trial_id))
 
     # -- one seed of a trial
