@@ -53,11 +53,13 @@ class Point:
     pruned: bool = False  # stopped early: val_accuracy is a lower bound
     by_seed: tuple[tuple[int, float], ...] = ()  # (seed, val accuracy) of each run
 
+    n_val: int | None = None  # validation texts (the binomial error); None if unknown
+
     @property
     def interval(self) -> tuple[float, float]:
-        """95% interval of the mean from its noise (Student's t over seeds; 1.96 binomial
-        errors with one seed); nan when the noise is unknown."""
-        return interval95(self.val_accuracy, self.se, self.n)
+        """95% interval of the mean (``noise.interval95``: 1.96 binomial errors, or Student's
+        t over the seeds where wider); nan when the noise is unknown."""
+        return interval95(self.val_accuracy, self.val_accuracy_std, self.n, self.n_val)
 
     def candidate(self) -> Candidate:
         se = 0.0 if math.isnan(self.se) else self.se  # unknown noise: only exact ties
@@ -214,7 +216,7 @@ def _point(rows: Any, value: Any, per_seed: bool, n_val: int | None) -> Point:
         loss, loss_std = mean_std([float(x) for x in use["val_loss"]])
         n = len(use)
     return Point(value, acc, acc_std, loss, loss_std, n, str(use["trial_id"].iloc[0]),
-                 _se(acc, acc_std, n, n_val), pruned, tuple(runs))
+                 _se(acc, acc_std, n, n_val), pruned, tuple(runs), n_val)
 
 
 def _sweep(param: str, default: Any, points: list[Point]) -> Sweep | None:

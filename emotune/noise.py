@@ -130,15 +130,22 @@ def contenders(candidates: Sequence[Candidate]) -> list[Candidate]:
     return [best, *close] if close else []
 
 
-def interval95(mean: float, se: float, n: int) -> tuple[float, float]:
-    """A 95% interval of a mean with standard error ``se`` over ``n`` seeds: Student's t with
-    n - 1 degrees of freedom, the normal 1.96 for one seed (``se`` then the binomial error);
-    (nan, nan) when ``se`` is unknown."""
-    if math.isnan(se) or n < 1:
-        return (math.nan, math.nan)
-    from scipy.stats import t
+def interval95(mean: float, std: float, n: int, n_val: int | None = None
+               ) -> tuple[float, float]:
+    """A 95% interval of a mean over ``n`` seeds: the wider of 1.96 binomial errors on
+    ``n_val`` texts (a known error, so the normal quantile) and Student's t with n - 1 degrees
+    of freedom times the seeds' standard error ``std / sqrt(n)`` (an estimated one); (nan, nan)
+    when neither is known (one seed and no ``n_val``)."""
+    halves = []
+    if n_val:
+        halves.append(1.96 * binomial_se(mean, n_val))
+    if n >= 2 and not math.isnan(std):
+        from scipy.stats import t
 
-    half = (float(t.ppf(0.975, n - 1)) if n > 1 else 1.96) * se
+        halves.append(float(t.ppf(0.975, n - 1)) * std / math.sqrt(n))
+    if not halves:
+        return (math.nan, math.nan)
+    half = max(halves)
     return (mean - half, mean + half)
 
 
@@ -151,7 +158,7 @@ def paired_difference(a: dict[int, float], b: dict[int, float]
     if len(common) < 2:
         return None
     mean, std = mean_std([a[s] - b[s] for s in common])
-    lo, hi = interval95(mean, std / math.sqrt(len(common)), len(common))
+    lo, hi = interval95(mean, std, len(common))
     return mean, (hi - lo) / 2, len(common)
 
 

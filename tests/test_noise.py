@@ -86,11 +86,13 @@ def test_contenders_are_the_values_not_told_apart_from_the_best():
 
 
 def test_interval95_and_paired_differences_by_hand():
-    lo, hi = interval95(0.9, 0.002, 3)  # t(0.975, 2) = 4.303
-    assert (lo, hi) == pytest.approx((0.9 - 4.303 * 0.002, 0.9 + 4.303 * 0.002), abs=1e-5)
-    assert interval95(0.9, 0.0067, 1) == pytest.approx((0.9 - 1.96 * 0.0067,
-                                                        0.9 + 1.96 * 0.0067))
-    assert all(math.isnan(x) for x in interval95(0.9, math.nan, 3))
+    half = 4.303 * 0.02 / math.sqrt(3)  # t(0.975, 2) = 4.303: the seeds' spread
+    assert interval95(0.9, 0.02, 3) == pytest.approx((0.9 - half, 0.9 + half), abs=1e-5)
+    assert interval95(0.9, 0.02, 3, 2000) == pytest.approx((0.9 - half, 0.9 + half), abs=1e-5)
+    floor = 1.96 * binomial_se(0.9, 2000)  # close seeds: 1.96 binomial errors are wider
+    assert interval95(0.9, 0.001, 3, 2000) == pytest.approx((0.9 - floor, 0.9 + floor))
+    assert interval95(0.9, math.nan, 1, 2000) == pytest.approx((0.9 - floor, 0.9 + floor))
+    assert all(math.isnan(x) for x in interval95(0.9, math.nan, 1))
     a = {42: 0.91, 43: 0.92, 44: 0.90, 45: 0.5}
     b = {42: 0.90, 43: 0.90, 44: 0.89}
     mean, half, n = paired_difference(a, b)  # seed 45 is not shared: differences .01 .02 .01
