@@ -230,7 +230,7 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], int, str, str]] = [
     ("recommend: no trials yet", lambda ws: ["recommend", "--project", str(ws.copy(
         ws.study, "empty-study", lambda d: [shutil.rmtree(t) for t in (d / "kt").glob(
             "trial_*")])), "--reports-dir", str(ws.root / "reports")], 1,
-     "no completed trials", "search"),
+     "no trial that ran to the end", "search"),
     ("recommend: torn trial.json", lambda ws: ["recommend", "--project", str(ws.copy(
         ws.study, "torn-kt", _corrupt("trial.json"))), "--reports-dir",
         str(ws.root / "reports")], 1, "trial.json", "damaged"),
