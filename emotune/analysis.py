@@ -74,8 +74,6 @@ class Sweep:
     default: Any
     points: tuple[Point, ...]  # in sweep order
     choice: Choice
-    # best - default seed by seed (mean, 95% half-width, seeds) where >= 2 seeds are shared
-    paired: tuple[float, float, int] | None = None
 
     @property
     def log_scale(self) -> bool:
@@ -96,6 +94,15 @@ class Sweep:
     @property
     def default_point(self) -> Point | None:
         return None if self.choice.default is None else self._point(self.choice.default.value)
+
+    @property
+    def paired(self) -> tuple[float, float, int] | None:
+        """Best minus default seed by seed (mean, 95% half-width, seeds) where they share two
+        or more seeds; None otherwise, or when the default is the best."""
+        best, base = self.best, self.default_point
+        if base is None or best is base:
+            return None
+        return paired_difference(dict(best.by_seed), dict(base.by_seed))
 
     @property
     def best_margin(self) -> float:
@@ -224,12 +231,7 @@ def _sweep(param: str, default: Any, points: list[Point]) -> Sweep | None:
     if all(p.pruned for p in points):
         return None
     choice = one_se_choice([p.candidate() for p in points], default, PARAMS[param].log)
-    best = next(p for p in points if not p.pruned and same_setting(p.value, choice.best.value))
-    base = next((p for p in points if not p.pruned and same_setting(p.value, default)), None)
-    paired = None
-    if base is not None and best is not base:
-        paired = paired_difference(dict(best.by_seed), dict(base.by_seed))
-    return Sweep(param, default, tuple(points), choice, paired)
+    return Sweep(param, default, tuple(points), choice)
 
 
 def sweeps(study: LoadedStudy) -> list[Sweep]:
