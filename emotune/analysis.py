@@ -273,6 +273,80 @@ class Recommendation:
     notes: tuple[str, ...]
     n_val: int | None = None  # validation texts behind every number
     seeds: int = 1  # seeds behind the expected numbers
+    baseline: BaselineCheck | None = None  # set by ``against_baseline``
+
+
+@dataclass(frozen=True)
+class BaselineCheck:
+    """The best tuned configuration against TF-IDF + logistic regression on the same split."""
+
+    val_accuracy: float  # the baseline's (its C chosen on the same validation split)
+    c: float
+    tuned: Point  # the best configuration that ran to the end (its mean over seeds)
+    n_val: int
+
+    @property
+    def margin(self) -> float:
+        return self.tuned.val_accuracy - self.val_accuracy
+
+    @property
+    def se(self) -> float:
+        """The standard error of the margin: both accuracies' errors, as if independent."""
+        base = binomial_se(self.val_accuracy, self.n_val)
+        tuned = noise(self.tuned.val_accuracy, self.tuned.val_accuracy_std, self.tuned.n,
+                      self.n_val)
+        return math.hypot(base, tuned)
+
+    @property
+    def verdict(self) -> str:
+        """"ahead" or "trails" when the margin exceeds its noise, else "within noise"."""
+        if abs(self.margin) <= self.se:
+            return "within noise"
+        return "ahead" if self.margin > 0 else "trails"
+
+    def sentence(self) -> str:
+        tuned = (f"the best tuned configuration (trial {self.tuned.trial_id}"
+                 + (f", {self.tuned.n} seeds" if self.tuned.n > 1 else "")
+                 + f": val accuracy {self.tuned.val_accuracy:.4f})")
+        base = (f"the TF-IDF + logistic regression baseline on the same split (val accuracy "
+                f"{self.val_accuracy:.4f}, C={self.c:g} chosen on validation)")
+        gap = f"{self.margin:+.4f} ±{self.se:.4f} (1 SE)"
+        if self.verdict == "trails":
+            return (f"{tuned[0].upper()}{tuned[1:]} TRAILS {base}: {gap}. The tuned network "
+                    f"is worse than a linear model on this data; use the baseline or search "
+                    f"elsewhere (another model, embedding or more data).")
+        if self.verdict == "within noise":
+            return (f"{tuned[0].upper()}{tuned[1:]} does not beat {base} beyond noise: "
+                    f"{gap}.")
+        return f"{tuned[0].upper()}{tuned[1:]} is ahead of {base}: {gap}."
+
+
+def best_configuration(study: LoadedStudy) -> Point:
+    """The trained configuration with the best mean val accuracy over its seeds (then the
+    lowest val loss); pruned ones are lower bounds and never count.
+
+    Raises:
+        EmotuneError: no trial ran to the end yet.
+    """
+    complete = [c for c in _configurations(study) if not c.pruned]
+    if not complete:
+        raise EmotuneError(f"{study.path} has no trial that ran to the end yet; run or resume "
+                           f"its `emotune search` first")
+    return max(complete, key=lambda c: (c.val_accuracy, -c.val_loss))
+
+
+def against_baseline(study: LoadedStudy, rec: Recommendation,
+                     baselines: dict[str, Any]) -> Recommendation:
+    """``rec`` with the best tuned configuration set against ``baseline.baselines``' TF-IDF +
+    logistic regression (its validation score only), and a note saying plainly which is
+    ahead."""
+    from dataclasses import replace
+
+    lr = baselines["tfidf_logreg"]
+    n_val = rec.n_val or int(baselines["n_val"])
+    check = BaselineCheck(float(lr["val"]["accuracy"]), float(lr["C"]),
+                          best_configuration(study), n_val)
+    return replace(rec, baseline=check, notes=(check.sentence(), *rec.notes))
 
 
 def _configurations(study: LoadedStudy) -> list[Point]:

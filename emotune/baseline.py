@@ -1,20 +1,27 @@
 """Baselines for scale: the majority class and TF-IDF + logistic regression (scikit-learn).
 
 Same splits and tokeniser as the neural models. The regularisation strength C is chosen on the
-validation split; the test split is scored once, with the chosen C.
+validation split; the test split is scored once, with the chosen C. A dataset's baselines are
+computed once and cached under ``data.cache_dir()/baselines``, keyed by the splits' contents,
+so ``recommend`` and ``report`` can show them beside every study of that dataset.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emotune.data import Dataset, tokenize
+from emotune.data import Dataset, cache_dir, tokenize
+from emotune.errors import EmotuneError
 from emotune.tables import render
 
 C_VALUES = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0)
+METHOD = "tfidf-1-2gram-sublinear-mindf2-logreg-v1"  # a cached result of another method is redone
 BASELINE_COLUMNS = ["baseline", "label", "C", "val_accuracy", "val_macro_f1", "test_accuracy",
                     "test_macro_f1"]
 
@@ -79,3 +86,70 @@ def baseline_markdown(result: dict[str, Any]) -> str:
     rows = [{**r, "baseline": n} for r, n in zip(baseline_records(result), names)]
     return render(rows, list(titles), "markdown", headers=titles,
                   cells=dict.fromkeys(list(titles)[1:], "{:.4f}".format)) + "\n"
+
+
+def split_key(dataset: Dataset) -> str:
+    """A digest of what the baselines depend on: the method and every split's texts and
+    labels (so a new split seed or fraction is a new key, whatever the files' checksum)."""
+    h = hashlib.sha256(f"{METHOD}|{C_VALUES}|{list(dataset.label_names)}".encode())
+    for name in ("train", "val", "test"):
+        split = dataset.splits[name]
+        h.update(f"|{name}|{len(split.texts)}|".encode())
+        for text, label in zip(split.texts, split.labels):
+            h.update(f"{text}\t{label}\n".encode())
+    return h.hexdigest()
+
+
+def cached_baselines(dataset: Dataset, cache: Path | None = None,
+                     announce: Callable[[str], None] | None = None
+                     ) -> tuple[dict[str, Any], bool]:
+    """``baselines(dataset)``, computed once per dataset and split and cached.
+
+    Args:
+        dataset: the loaded, split dataset.
+        cache: the cache folder (default ``data.cache_dir() / "baselines"``).
+        announce: called with a line before a computation (not for a cache hit).
+
+    Returns:
+        The result (with ``key``, ``n_val`` and the ``provenance`` of the run that computed it)
+        and whether it came from the cache.
+    """
+    from emotune.provenance import provenance
+    from emotune.results import atomic_write_json, read_json
+
+    key = split_key(dataset)
+    path = (cache or cache_dir() / "baselines") / f"{key[:24]}.json"
+    if path.is_file():
+        try:
+            found = read_json(path, attempts=1)
+            if found.get("key") == key:
+                return found, True
+        except EmotuneError:
+            pass  # damaged: compute it again below
+    if announce:
+        announce(f"computing the baselines of this dataset once (TF-IDF + logistic regression "
+                 f"for {len(C_VALUES)} values of C, about a minute on 16k texts); cached in "
+                 f"{path.parent}")
+    result = {"key": key, "n_val": len(dataset.splits["val"].texts), **baselines(dataset),
+              "provenance": provenance()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, result)
+    return result, False
+
+
+def study_baselines(base_config: dict[str, Any], checksum: str | None,
+                    announce: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The cached baselines of the dataset a study searched on (its recorded data settings).
+
+    Raises:
+        EmotuneError: the data is not on this machine (nothing is downloaded) or cannot be
+            read, or its files changed since the study ran.
+    """
+    from emotune.config import build_config
+    from emotune.data import load_dataset
+
+    dataset = load_dataset(build_config(overrides=base_config).data, download=False)
+    if checksum and dataset.checksum != checksum:
+        raise EmotuneError("the study's data files have changed since it ran (their checksum "
+                           "differs), so a baseline on them would not be on the same split")
+    return cached_baselines(dataset, announce=announce)[0]

@@ -70,8 +70,9 @@ def cache_dir() -> Path:
     return Path(base) / "emotune"
 
 
-def resolve_data_path(cfg: DataConfig) -> Path:
-    """``data.path``, then ``$EMOTUNE_DATA``, then the user cache, then a verified download."""
+def resolve_data_path(cfg: DataConfig, download: bool = True) -> Path:
+    """``data.path``, then ``$EMOTUNE_DATA``, then the user cache, then (with ``download``) a
+    verified download."""
     if cfg.path:
         path = Path(cfg.path).expanduser()
         if not path.exists():
@@ -88,6 +89,9 @@ def resolve_data_path(cfg: DataConfig) -> Path:
     cached = cache_dir() / "data" / "emotion"
     if all((cached / f"{s}.txt").is_file() for s in EMOTION_FILES):
         return cached
+    if not download:
+        raise DataError(f"the emotion dataset is not on this machine: set EMOTUNE_DATA=DIR "
+                        f"(or copy train.txt/val.txt/test.txt into {cached})")
     return download_emotion(cached)
 
 
@@ -295,9 +299,10 @@ def _stratified_split(split: Split, count: int, seed: int, name: str
     return pick(keep, split.source), pick(held, f"{split.source} ({name} part, seed {seed})")
 
 
-def load_dataset(cfg: DataConfig) -> Dataset:
-    """Read, validate and split the data named by ``cfg`` (see module docstring)."""
-    path = resolve_data_path(cfg)
+def load_dataset(cfg: DataConfig, download: bool = True) -> Dataset:
+    """Read, validate and split the data named by ``cfg`` (see module docstring); without
+    ``download``, data that is not on this machine is an error rather than a download."""
+    path = resolve_data_path(cfg, download)
     files = _find_split_files(path) if path.is_dir() else {"train": path}
     raw = {s: Split(*read_split_file(p, cfg), str(p)) for s, p in files.items()}
     names = _label_names(raw["train"].labels, cfg)

@@ -164,6 +164,18 @@ def value_records(rec: Recommendation) -> list[dict[str, Any]]:
     return out
 
 
+def baseline_record(rec: Recommendation) -> dict[str, Any] | None:
+    """The best tuned configuration against the TF-IDF + LR baseline, for JSON; None when
+    not computed."""
+    b = rec.baseline
+    if b is None:
+        return None
+    return {"method": "tfidf_logreg", "C": b.c, "val_accuracy": b.val_accuracy,
+            "tuned_val_accuracy": b.tuned.val_accuracy, "tuned_trial": b.tuned.trial_id,
+            "tuned_seeds": b.tuned.n, "margin": b.margin, "se": b.se, "verdict": b.verdict,
+            "n_val": b.n_val}
+
+
 def _expected(rec: Recommendation) -> str:
     seeds = f" over {rec.seeds} seeds" if rec.seeds > 1 else ""
     return (f"val accuracy {rec.expected_accuracy:.4f} ±{rec.expected_se:.4f} (1 SE){seeds}, "
@@ -214,8 +226,8 @@ def write_recommendation(rec: Recommendation, out: Path, md: str | None = None) 
         "expected_val_accuracy": rec.expected_accuracy, "expected_se": rec.expected_se,
         "expected_seeds": rec.seeds, "expected_val_loss": rec.expected_loss,
         "basis": rec.basis, "n_val": rec.n_val, "best_trial": rec.best_trial,
-        "parameters": rows, "values": value_records(rec), "notes": list(rec.notes),
-        "provenance": provenance()})
+        "parameters": rows, "values": value_records(rec), "baseline": baseline_record(rec),
+        "notes": list(rec.notes), "provenance": provenance()})
     return [out / f"recommendations.{e}" for e in ("csv", "md", "json")]
 
 

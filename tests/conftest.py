@@ -44,8 +44,9 @@ def write_txt(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
+def _quiet(monkeypatch, tmp_path):
     set_quiet(True)
+    monkeypatch.setenv("EMOTUNE_CACHE", str(tmp_path / "user-cache"))  # never ~/.cache
     monkeypatch.delenv("EMOTUNE_DATA", raising=False)
     monkeypatch.delenv("EMOTUNE_EMOTION_URL", raising=False)
     yield

@@ -340,7 +340,7 @@ def test_recommend_formats(fake_search, tiny_sets, tmp_path, capsys):
                  "--set", "epochs=4", "--project", str(project)]) == 0
     capsys.readouterr()
     argv = ["recommend", "--project", str(project), "--reports-dir", str(tmp_path / "r"),
-            "--experiments-dir", str(tmp_path / "e")]
+            "--experiments-dir", str(tmp_path / "e"), "--no-baseline"]  # test_baseline.py
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith(RECOMMEND_TABLE)
     got = formats(argv, capsys)
@@ -425,7 +425,13 @@ def test_baseline_formats(tiny_data, tmp_path, capsys):
     argv = ["baseline", "--data", str(tiny_data), "--reports-dir", str(tmp_path / "r")]
     assert main(argv) == 0
     result = json.loads((tmp_path / "r" / "baseline" / "baseline.json").read_text())
-    assert capsys.readouterr().out.startswith(baseline_markdown(result) + "written: ")
+    first, rest = capsys.readouterr().out.split("\n", 1)
+    assert first.startswith("computing the baselines of this dataset once")
+    assert rest.startswith(baseline_markdown(result) + "written: ")
+    assert main(argv) == 0  # the second time from the cache, the same numbers
+    assert capsys.readouterr().out.startswith("from the cache: computed before by `emotune "
+                                              "baseline --data")
+    assert json.loads((tmp_path / "r" / "baseline" / "baseline.json").read_text()) == result
     got = formats(argv, capsys)
     assert [r["baseline"] for r in got["json"][0]] == ["majority", "tfidf_logreg"]
     assert got["json"][0][1]["C"] == result["tfidf_logreg"]["C"]

@@ -16,11 +16,35 @@ RECOMMEND_COLUMNS = ["study", "parameter", "searched", "recommended", "best_valu
                      "paired_margin", "paired_95", "paired_seeds"]  # as recommendations.csv
 
 
-def _recommendations(projects: list[str]) -> list[tuple[Any, Any]]:
-    from emotune.analysis import load_study, recommend
+def _recommendations(projects: list[str], out: Any, baseline: bool) -> list[tuple[Any, Any]]:
+    """Each study and its recommendation; with ``baseline``, set against the cached TF-IDF +
+    logistic regression baseline of its dataset (computed on first use)."""
+    from emotune.analysis import against_baseline, load_study, recommend
+    from emotune.baseline import study_baselines
 
-    studies = [load_study(p) for p in projects]
-    return [(st, recommend(st)) for st in studies]
+    pairs = []
+    for path in projects:
+        study = load_study(path)
+        rec = recommend(study)
+        if baseline:
+            try:
+                found = study_baselines(study.record["base_config"],
+                                        study.record.get("data_checksum"), out.note)
+            except EmotuneError as e:
+                from dataclasses import replace
+                rec = replace(rec, notes=(f"No baseline shown: {e} (--no-baseline skips it).",
+                                          *rec.notes))
+            else:
+                rec = against_baseline(study, rec, found)
+        pairs.append((study, rec))
+    return pairs
+
+
+def _add_baseline_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="do not set the best tuned configuration against the TF-IDF + "
+                             "logistic regression baseline on the same split (computed once "
+                             "per dataset and cached in $EMOTUNE_CACHE/baselines)")
 
 
 def _trial_count(done: Any) -> str:
@@ -62,11 +86,13 @@ class Recommend(Command):
         parser.add_argument("--config-out", metavar="FILE",
                             help="write the configuration here instead of "
                                  "<experiments-dir>/recommended-<study>.yaml (one study only)")
+        _add_baseline_option(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
         from emotune.analysis import recommended_config
         from emotune.config import save_config
         from emotune.report import (
+            baseline_record,
             fmt,
             recommendation_records,
             recommendation_text,
@@ -77,7 +103,7 @@ class Recommend(Command):
         if args.config_out and len(args.project) > 1:
             raise EmotuneError("--config-out names one file: give one --project with it")
         records, documents = [], []
-        for study, rec in _recommendations(args.project):
+        for study, rec in _recommendations(args.project, self.out, args.baseline):
             kind = "one-at-a-time sweeps" if study.sweep else study.strategy
             self.out.note(f"== {study.name} ({study.model}, {kind}, {_trial_count(study.done)})")
             if not self.out.machine:
@@ -99,7 +125,8 @@ class Recommend(Command):
                 "expected_se": rec.expected_se, "expected_val_loss": rec.expected_loss,
                 "basis": rec.basis, "n_val": rec.n_val, "best_trial": rec.best_trial,
                 "parameters": [{k: v for k, v in r.items() if k != "study"} for r in rows],
-                "values": value_records(rec), "notes": list(rec.notes), "config": str(exp)})
+                "values": value_records(rec), "baseline": baseline_record(rec),
+                "notes": list(rec.notes), "config": str(exp)})
         if self.out.machine:
             self.out.records(records, RECOMMEND_COLUMNS, document=documents,
                              cells=dict.fromkeys(("recommended", "best_value", "default"), fmt))
@@ -124,11 +151,12 @@ class Report(Command):
         parser.add_argument("--reports-dir", default="reports", metavar="DIR")
         parser.add_argument("--out", metavar="DIR",
                             help="report folder (default: reports/<study>)")
+        _add_baseline_option(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
         from emotune.report import write_report
 
-        pairs = _recommendations(args.project)
+        pairs = _recommendations(args.project, self.out, args.baseline)
         studies, recs = [p[0] for p in pairs], [p[1] for p in pairs]
         name = studies[0].name if len(studies) == 1 else "compare-" + "-".join(
             s.name for s in studies)
@@ -167,7 +195,9 @@ class Baseline(Command):
     name = "baseline"
     help = "majority class and TF-IDF + logistic regression"
     description = ("Scores for scale on the same splits: the majority class, and TF-IDF "
-                   "(word 1-2 grams) + logistic regression with C chosen on val. Writes "
+                   "(word 1-2 grams) + logistic regression with C chosen on val. Computed "
+                   "once per dataset and split and cached ($EMOTUNE_CACHE/baselines; "
+                   "recommend and report read the same cache). Writes "
                    "reports/baseline/baseline.{md,json}.")
     prints_data = True
 
@@ -180,13 +210,16 @@ class Baseline(Command):
             BASELINE_COLUMNS,
             baseline_markdown,
             baseline_records,
-            baselines,
+            cached_baselines,
         )
         from emotune.data import load_dataset
         from emotune.results import atomic_write_json, atomic_write_text
 
         config = load_config(args)
-        result = baselines(load_dataset(config.data))
+        result, cached = cached_baselines(load_dataset(config.data), announce=self.out.note)
+        if cached:
+            self.out.note("from the cache: computed before by "
+                          f"`{result.get('provenance', {}).get('command', '?')}`")
         out = Path(args.reports_dir) / "baseline"
         atomic_write_json(out / "baseline.json", result)
         table = baseline_markdown(result)
