@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -274,24 +275,61 @@ class ResumableGridOracle(kt.Oracle):
 
     KerasTuner 1.4.8's GridSearchOracle keeps its position in memory only and fails with a
     KeyError when a study is reloaded (keras-team/keras-tuner#1055). Here the next combination
-    is the first one, in grid order (each value list default first), that no trial has taken;
-    the set of taken ones is part of the Oracle's saved state.
+    is derived from the trials already taken (part of the Oracle's saved state): the default
+    one first (the pruning bar of a sweep), then, when the whole grid will run, the longest
+    expected of the rest (``cost``), so that with several workers the last one is not left
+    alone with a long trial; a grid capped by ``max_trials`` keeps grid order (each value
+    list default first), so the cap decides which combinations run, not their cost.
+
+    Args:
+        cost: a combination's relative expected training time (``SearchSpace.cost``); None:
+            grid order throughout.
     """
+
+    def __init__(self, *, cost: Callable[[dict[str, Any]], float] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cost = cost
+        self._costs: dict[str, float] = {}
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
         values = self.next_combination()
         return self._answer(values)
 
+    def _cap(self) -> int | None:
+        """How many combinations the grid runs at most (None: all)."""
+        return self.max_trials
+
+    def expected_cost(self, values: dict[str, Any]) -> float:
+        key = _race_key(values)
+        if key not in self._costs:
+            self._costs[key] = self.cost(values) if self.cost else 0.0
+        return self._costs[key]
+
     def next_combination(self, **fixed: Any) -> dict[str, Any] | None:
-        """The first combination, in grid order, that no trial has taken (``fixed`` values
-        set alongside, e.g. ``repeat=0``); None when all have been."""
+        """The next combination no trial has taken (``fixed`` values set alongside, e.g.
+        ``repeat=0``): the default one, then the longest expected (grid order for ties and
+        for a capped grid); None when all have been."""
+        untaken, ordered = self.untaken(**fixed)
+        if not untaken or ordered or untaken[0] == self._default(**fixed):
+            return untaken[0] if untaken else None
+        return max(untaken, key=self.expected_cost)  # the first of equals: grid order
+
+    def untaken(self, **fixed: Any) -> tuple[list[dict[str, Any]], bool]:
+        """The combinations no trial has taken, in grid order, and whether that order is to
+        be kept (no ``cost``, or a grid capped below its size)."""
         space = [hp for hp in self.get_space().space if hp.name not in fixed]
         grids = [[hp.default, *(v for v in hp.values if v != hp.default)] for hp in space]
-        for combo in itertools.product(*grids):
-            values = {**{hp.name: v for hp, v in zip(space, combo)}, **fixed}
-            if not self._duplicate(values):
-                return values
-        return None
+        combos = ({**{hp.name: v for hp, v in zip(space, combo)}, **fixed}
+                  for combo in itertools.product(*grids))
+        cap = self._cap()
+        ordered = self.cost is None or (cap is not None and
+                                        cap < math.prod(len(g) for g in grids))
+        return [v for v in combos if not self._duplicate(v)], ordered
+
+    def _default(self, **fixed: Any) -> dict[str, Any]:
+        return {**{hp.name: hp.default for hp in self.get_space().space
+                   if hp.name not in fixed}, **fixed}
 
     def _answer(self, values: dict[str, Any] | None) -> dict[str, Any]:
         if values is not None:
@@ -324,16 +362,25 @@ class RacingOracle(ResumableGridOracle):
         self.race, self.n_val, self.space = race, n_val, space
         self.first_round = first_round
 
+    def _cap(self) -> int | None:
+        return self.first_round
+
     def populate_space(self, trial_id: str) -> dict[str, Any]:
+        """The next trial: of the next first-round configuration and the next racing seed
+        (``_race_values``), the longer expected one; a seed joins the queue as soon as its
+        race allows it, not after the whole first round."""
         firsts = sum(1 for t in self.trials.values()
                      if t.hyperparameters.values.get(REPEAT, 0) == 0)
-        values = None
+        first, waiting = None, set()
         if self.first_round is None or firsts < self.first_round:
-            values = self.next_combination(**{REPEAT: 0})
-        if values is None:
-            values = _race_values(self.trials.values(), self.race, self.n_val,
-                                  self.space.groups)
-        return self._answer(values)
+            first = self.next_combination(**{REPEAT: 0})
+            # a race starts once every value of it has been tried
+            waiting = {g for v in self.untaken(**{REPEAT: 0})[0] for g in self.space.groups(v)}
+        seed = _race_values(self.trials.values(), self.race, self.n_val, self.space.groups,
+                            self.expected_cost, waiting)
+        if first is not None and seed is not None and self.cost is not None:
+            return self._answer(max((seed, first), key=self.expected_cost))
+        return self._answer(first if first is not None else seed)
 
 
 def _race_key(values: dict[str, Any]) -> str:
@@ -344,8 +391,12 @@ def _race_key(values: dict[str, Any]) -> str:
 
 
 def _race_values(trials: Any, race: int, n_val: int,
-                 groups: Callable[[dict[str, Any]], list[str]]) -> dict[str, Any] | None:
-    """The next racing trial's values, or None: see ``RacingOracle``."""
+                 groups: Callable[[dict[str, Any]], list[str]],
+                 cost: Callable[[dict[str, Any]], float] = lambda values: 0.0,
+                 waiting: set[str] = frozenset()) -> dict[str, Any] | None:
+    """The next racing trial's values, or None: see ``RacingOracle``. Races in ``waiting``
+    still have values to try. Of the contenders with a seed to go, the one with the fewest
+    seeds, then the longest expected (``cost``), then the first tried."""
     points: dict[str, dict[str, Any]] = {}
     for trial in sorted(trials, key=lambda t: t.trial_id):
         values = dict(trial.hyperparameters.values)
@@ -367,8 +418,9 @@ def _race_values(trials: Any, race: int, n_val: int,
     for p in points.values():
         for g in groups(p["values"]):
             by_group.setdefault(g, []).append(p)
-    for members in by_group.values():
-        if not all(p["first_done"] for p in members):
+    options: list[tuple[int, float, int, dict[str, Any]]] = []
+    for group, members in by_group.items():
+        if group in waiting or not all(p["first_done"] for p in members):
             continue  # the race starts when every value of it has its first result
         cands = {}
         for p in members:
@@ -378,11 +430,12 @@ def _race_values(trials: Any, race: int, n_val: int,
                                          p["pruned"])
         racing = [p for p in members if id(p) in {c.value for c in contenders(
             list(cands.values()))}]
-        for p in sorted(racing, key=lambda p: (len(p["taken"]), p["order"])):
+        for p in racing:
             free = [r for r in range(race) if r not in p["taken"]]
             if free and not p["running"]:
-                return {**p["values"], REPEAT: free[0]}
-    return None
+                options.append((len(p["taken"]), -cost(p["values"]), p["order"],
+                                {**p["values"], REPEAT: free[0]}))
+    return min(options, key=lambda o: o[:3])[3] if options else None
 
 
 def make_oracle(study: StudySpec, config: Config, space: SearchSpace | None = None,
@@ -402,9 +455,10 @@ def make_oracle(study: StudySpec, config: Config, space: SearchSpace | None = No
         if space is None or not n_val:
             raise ValueError("racing needs the search space and the validation size")
         return RacingOracle(race=study.race, n_val=n_val, space=space,
-                            first_round=study.trials, **common)
+                            first_round=study.trials, cost=space.cost, **common)
     if study.sweep or study.strategy == "grid":
-        return ResumableGridOracle(max_trials=study.trials, **common)
+        return ResumableGridOracle(max_trials=study.trials,
+                                   cost=space.cost if space is not None else None, **common)
     if study.strategy == "bayesian":
         return kt.oracles.BayesianOptimizationOracle(max_trials=study.trials, **common)
     if study.strategy == "random":

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from emotune import search as search_mod
-from emotune.config import build_config, parse_sets
+from emotune.config import build_config, override, parse_sets
 from emotune.errors import EmotuneError, TrainingError
 from emotune.results import load_trials
 from emotune.search import StudySpec, parse_budget, run_search, should_prune
-from emotune.space import CORE, hp_values
+from emotune.space import CORE, expected_cost, hp_values
 from emotune.train import TrainResult
 
 DEFAULT = hp_values(build_config())
@@ -438,6 +438,45 @@ def test_a_race_resumed_after_a_kill_makes_the_same_decisions(tmp_path):
     key = lambda c: (c["lr"], c["seed"])  # noqa: E731
     assert sorted(map(key, first.calls[:5] + second.calls)) == sorted(map(key, whole.calls))
     assert len(out.trials) == 8 and set(out.trials["status"]) == {"completed"}
+
+
+def test_sweeps_run_the_default_first_then_the_longest_expected(tmp_path):
+    # The default is every sweep's pruning bar; then the widest GRU, the smallest batch, the
+    # fine-tuned embedding, so that with several workers none is left alone at the end.
+    trainer = FakeTrainer()
+    run(tmp_path, study(["units", "batch_size", "embedding"]), trainer,
+        sets=["sweeps.units=[64, 128, 256]", "sweeps.batch_size=[16, 32, 128]"])
+    order = [(c["units"], c["batch_size"], c["embedding"]) for c in trainer.calls]
+    assert order == [(128, 32, "frozen"), (256, 32, "frozen"), (128, 16, "frozen"),
+                     (128, 32, "fine-tuned"), (128, 128, "frozen"), (64, 32, "frozen")]
+    costs = [expected_cost(override(build_config(), {"model.units": u, "train.batch_size": b,
+                                                     "model.embedding": e}))
+             for u, b, e in order[1:]]
+    assert costs == sorted(costs, reverse=True)
+
+
+def test_a_capped_grid_keeps_grid_order(tmp_path):
+    trainer = FakeTrainer()
+    run(tmp_path, study(["units", "batch_size"], "grid", trials=3), trainer,
+        sets=["sweeps.units=[64, 128, 256]", "sweeps.batch_size=[16, 32]"])
+    # which three combinations run is the cap's choice in grid order, not the costliest three
+    assert [(c["units"], c["batch_size"]) for c in trainer.calls] == [(128, 32), (128, 16),
+                                                                      (64, 32)]
+
+
+def test_a_racing_seed_joins_the_queue_as_soon_as_its_race_allows(tmp_path):
+    # The lr sweep's race can start once its three values have run, while units=64 (the
+    # cheapest trial) still waits: the racing seeds, longer expected, go before it.
+    trainer = FakeTrainer()
+    st = StudySpec("gru", ("units", "lr"), "sweep", None, 1, None, False, 3)
+    run(tmp_path, st, trainer,
+        sets=["sweeps.units=[64, 128, 256]", "sweeps.lr=[0.001, 0.0009, 0.01]"])
+    calls = [(c["units"], c["lr"], c["seed"]) for c in trainer.calls]
+    assert calls[:4] == [(128, 0.001, 42), (256, 0.001, 42), (128, 0.0009, 42),
+                         (128, 0.01, 42)]
+    assert calls[4][2] == 43  # a second seed of an lr value within noise
+    assert calls.index((64, 0.001, 42)) > 4
+    assert sorted(calls) == sorted(set(calls))  # nothing trained twice
 
 
 def test_racing_needs_a_fixed_set_of_values(tmp_path):
