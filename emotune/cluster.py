@@ -23,9 +23,52 @@ from pathlib import Path
 from emotune.errors import EmotuneError
 from emotune.progress import log
 
+PROCESS_MB = 1000  # a trial process peaks near 860 MB RSS (CALIBRATION.md), with headroom
 CHIEF_START_S = 120  # the chief imports TensorFlow and reads the data before it listens
 CHIEF_EXIT_S = 90  # KerasTuner's chief polls for its exit every 20 s
 MAX_RESTARTS = 3
+
+
+def cores_available() -> int:
+    """The cores this process may run on (its CPU affinity), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def memory_available_mb() -> int | None:
+    """MemAvailable from /proc/meminfo in MB; None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def auto_workers(cores: int | None = None, memory_mb: int | None = None) -> tuple[int, str]:
+    """``--workers auto``: one trial process per core, as many as memory holds beside the
+    chief (``PROCESS_MB`` each); 1 (a single process, no chief) on one core or when memory
+    holds no two. Returns the count and why, for the log.
+
+    Example:
+        >>> auto_workers(cores=2, memory_mb=24000)
+        (2, '2 cores')
+    """
+    cores = cores or cores_available()
+    memory_mb = memory_available_mb() if memory_mb is None else memory_mb
+    if cores < 2:
+        return 1, "1 core"
+    if memory_mb is None:
+        return cores, f"{cores} cores (available memory unknown)"
+    fits = max(1, memory_mb // PROCESS_MB - 1)  # the chief holds one process's worth
+    if fits < cores:
+        return fits, (f"{cores} cores, but {memory_mb} MB of memory available holds "
+                      f"{fits} trial process{'es' if fits > 1 else ''} of ~{PROCESS_MB} MB "
+                      f"beside the chief")
+    return cores, f"{cores} cores"
 
 
 def free_port() -> int:

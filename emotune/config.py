@@ -182,15 +182,20 @@ class SearchConfig:
     # same epoch, the default configuration's (one-at-a-time sweeps) or the median of the
     # finished trials' (grid, bayesian, random) by more than prune_z standard errors of the
     # difference (binomial, on the validation size); never in Hyperband, which budgets
-    # epochs itself, and never a racing trial's extra seed.
-    prune: bool = False
+    # epochs itself, and never a racing trial's extra seed. On by default (--no-prune).
+    prune: bool = True
     prune_warmup: int = 2  # epochs before a trial may be pruned
     prune_min_trials: int = 3  # joint searches: finished trials needed before pruning starts
     prune_z: float = 2.0  # how many standard errors a trial must trail by to be stopped
     hyperband_factor: int = 3
+    # Trials at a time (--workers): "auto" is one worker process per core where memory
+    # allows (cluster.auto_workers), a single process on one core; or a number.
+    workers: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.trials >= 1, "trials", self.trials, "an integer >= 1")
+        _check(self.workers == "auto" or (self.workers.isdigit() and int(self.workers) >= 1),
+               "workers", self.workers, "auto or an integer >= 1")
         _check(_repeats_ok(self.repeats), "repeats", self.repeats,
                "an integer >= 1, auto, or auto:MAX with MAX >= 2")
         _check(self.prune_z >= 0, "prune_z", self.prune_z, "a number >= 0")

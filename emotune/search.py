@@ -177,10 +177,22 @@ def _check_resumable(project: Path, record: dict[str, Any]) -> dict[str, Any]:
                   if saved.get(k) != new.get(k) and k not in RELOCATABLE)
     if diff:
         shown = ", ".join(k.split(".", 1)[-1] for k in diff[:6])
+        hint = ""
+        if "study.prune" in diff:  # pruning became the default: old studies ran without it
+            hint = f" (it ran {'with' if saved_study['prune'] else 'without'} pruning: add " \
+                   f"--{'' if saved_study['prune'] else 'no-'}prune to resume it)"
         raise EmotuneError(
-            f"{project} holds a different study (differs in {shown}); rerun it with its own "
-            f"settings to resume, add --overwrite to start over, or choose another --project")
+            f"{project} holds a different study (differs in {shown}){hint}; rerun it with its "
+            f"own settings to resume, add --overwrite to start over, or choose another "
+            f"--project")
     return saved_record
+
+
+def check_resumable(project: Path, study: StudySpec, config: Config, checksum: str) -> None:
+    """Raise unless ``project`` is empty or holds this study: the check ``run_search`` makes,
+    for a caller that starts other processes on it first (``search --workers``)."""
+    if (project / "study.json").is_file():
+        _check_resumable(project, _study_record(study, config, checksum, 0))
 
 
 Trainer = Callable[..., Any]  # (config, model=..., on_epoch=..., prefix=...) -> TrainResult

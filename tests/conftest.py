@@ -72,9 +72,10 @@ def make_tiny_glove(root: Path) -> Path:
 
 
 def tiny_settings(data: Path, glove: Path, cache: Path) -> list[str]:
-    """--set pairs that point a config at the tiny data and vectors, with a fast schedule."""
+    """--set pairs that point a config at the tiny data and vectors, with a fast schedule, in
+    one process (the fake trainer of CLI tests lives in this one; test_cluster runs workers)."""
     return [f"data.path={data}", f"embeddings.source={glove}", f"embeddings.cache_dir={cache}",
-            "units=8", "epochs=2", "batch_size=32"]
+            "units=8", "epochs=2", "batch_size=32", "search.workers=1"]
 
 
 @pytest.fixture

@@ -290,7 +290,7 @@ trial_id     status     lr  dropout  val_accuracy  val_loss  best_epoch  epochs_
 def test_search_formats(fake_search, tiny_sets, tmp_path, capsys):
     project = tmp_path / "study"
     argv = ["search", "--param", "lr,dropout", *[x for s in tiny_sets for x in ("--set", s)],
-            "--set", "epochs=4", "--project", str(project)]
+            "--set", "epochs=4", "--project", str(project), "--no-prune"]
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith(SEARCH_TABLE)  # the table as it always was
     got = formats(argv, capsys)  # the same command again: resumed, nothing to train
@@ -337,7 +337,7 @@ def test_recommend_formats(fake_search, tiny_sets, tmp_path, capsys):
     project = tmp_path / "study"
     assert main(["search", "--param", "lr,dropout", *[x for s in tiny_sets for x in
                                                        ("--set", s)],
-                 "--set", "epochs=4", "--project", str(project)]) == 0
+                 "--set", "epochs=4", "--project", str(project), "--no-prune"]) == 0
     capsys.readouterr()
     argv = ["recommend", "--project", str(project), "--reports-dir", str(tmp_path / "r"),
             "--experiments-dir", str(tmp_path / "e"), "--no-baseline"]  # test_baseline.py

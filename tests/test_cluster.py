@@ -9,7 +9,62 @@ import sys
 import pandas as pd
 import pytest
 
-from emotune.cluster import free_port, worker_env
+from emotune.cluster import auto_workers, free_port, worker_env
+
+
+def _sets(tiny_sets: list[str]) -> list[str]:
+    """The tiny settings as --set pairs, without their single-process search.workers=1 (a
+    --set beats the --workers flag), every trial run to its early stop."""
+    return [*(x for s in tiny_sets if not s.startswith("search.workers") for x in ("--set", s)),
+            "--no-prune"]
+
+
+def test_auto_workers_is_one_per_core_where_memory_allows(monkeypatch):
+    import emotune.cluster as cluster
+
+    assert auto_workers(cores=2, memory_mb=24000) == (2, "2 cores")
+    assert auto_workers(cores=1, memory_mb=24000) == (1, "1 core")  # a single process
+    n, why = auto_workers(cores=8, memory_mb=4500)  # 4 processes' worth, one is the chief's
+    assert n == 3 and "holds 3 trial processes" in why
+    assert auto_workers(cores=4, memory_mb=1500)[0] == 1
+    monkeypatch.setattr(cluster, "memory_available_mb", lambda: None)  # no /proc/meminfo
+    assert auto_workers(cores=2) == (2, "2 cores (available memory unknown)")
+
+
+def test_workers_auto_runs_a_chief_and_workers_unless_told_otherwise(tiny_sets, tmp_path,
+                                                                     monkeypatch, capsys):
+    from test_search import FakePrepared, FakeTrainer
+
+    import emotune.cluster as cluster
+    import emotune.search as search_mod
+    from emotune.cli import main
+    from emotune.progress import set_quiet
+
+    calls, single = [], []
+
+    def fake_cluster(argv, n, log):
+        calls.append((list(argv), n))
+        (project / "kt").mkdir(parents=True, exist_ok=True)
+        return cluster.ClusterResult(0, 0.0)
+
+    real = search_mod.run_search
+
+    def one_process(study, config, prepared, embedding=None, **kw):
+        single.append(1)
+        return real(study, config, FakePrepared(), trainer=FakeTrainer(),
+                    builder=lambda c: None, **kw)
+
+    monkeypatch.setattr(cluster, "auto_workers", lambda: (2, "2 cores"))
+    monkeypatch.setattr(cluster, "run_cluster", fake_cluster)
+    monkeypatch.setattr(search_mod, "run_search", one_process)
+    set_quiet(False)
+    project = tmp_path / "study"
+    argv = ["search", "--param", "dropout", *_sets(tiny_sets), "--project", str(project)]
+    assert main(argv) == 0  # search.workers: auto is the default
+    assert calls[0][1] == 2 and "--workers" not in calls[0][0] and not single
+    assert "--workers auto: 2 trial processes (2 cores)" in capsys.readouterr().err
+    assert main([*argv, "--workers", "3"]) == 0 and calls[-1][1] == 3
+    assert main([*argv, "--workers", "1"]) == 0 and len(calls) == 2 and single == [1]
 
 
 def test_worker_env_points_at_the_chief_and_limits_threads():
@@ -24,7 +79,7 @@ def test_worker_env_points_at_the_chief_and_limits_threads():
 @pytest.mark.slow
 def test_two_workers_share_a_sweep_and_train_each_value_once(tiny_sets, tmp_path):
     project = tmp_path / "study"
-    sets = [x for s in tiny_sets for x in ("--set", s)]
+    sets = _sets(tiny_sets)
     proc = subprocess.run(
         [sys.executable, "-m", "emotune", "search", "--param", "dropout", "--set",
          "sweeps.dropout=[0.2, 0.3, 0.4, 0.6]", *sets, "--project", str(project),
@@ -50,7 +105,7 @@ def test_two_workers_race_seeds_as_one_process_would(tiny_sets, tmp_path):
     from emotune.noise import Candidate, binomial_se, contenders
 
     project = tmp_path / "study"
-    sets = [x for s in tiny_sets for x in ("--set", s)]
+    sets = _sets(tiny_sets)
     proc = subprocess.run(
         [sys.executable, "-m", "emotune", "search", "--param", "dropout", "--set",
          "sweeps.dropout=[0.2, 0.4, 0.6]", *sets, "--project", str(project),
@@ -75,8 +130,7 @@ def test_chief_and_workers_as_separate_commands(tiny_sets, tmp_path):
     """The multi-machine recipe, on one machine: `emotune chief` and two `emotune worker`."""
     project = tmp_path / "study"
     port = free_port()
-    study = ["--param", "dropout", *[x for s in tiny_sets for x in ("--set", s)],
-             "--project", str(project)]
+    study = ["--param", "dropout", *_sets(tiny_sets), "--project", str(project)]
     emotune = [sys.executable, "-m", "emotune"]
     chief = subprocess.Popen([*emotune, "chief", "--host", "127.0.0.1", "--port", str(port),
                               *study], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

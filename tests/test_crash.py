@@ -31,9 +31,13 @@ KILL_CONFIGS = 7
 
 
 def _search(tiny_sets: list[str], project: Path, *extra: str, sweep=SWEEP) -> list[str]:
-    sets = [x for s in tiny_sets for x in ("--set", s)]
+    """The search command; every trial runs to its early stop (--no-prune), in one process
+    unless ``extra`` says --workers N."""
+    workers = "--workers" in extra
+    sets = [x for s in tiny_sets if not (workers and s.startswith("search.workers"))
+            for x in ("--set", s)]
     return [sys.executable, "-m", "emotune", "search", *sweep, *sets, "--project",
-            str(project), *extra]
+            str(project), "--no-prune", *extra]
 
 
 def _finished(project: Path) -> dict[str, str]:

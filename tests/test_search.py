@@ -497,3 +497,10 @@ def test_a_grid_races_too_and_its_extra_seeds_do_not_count_against_trials(tmp_pa
     assert len(first) == 4 and len(set(first)) == 4
     assert extra and set(extra) <= set(first) and len(extra) == len(set(extra))
     assert len(out.trials) == len(first) + len(extra)
+
+
+def test_a_study_run_without_pruning_says_how_to_resume_it(tmp_path):
+    run(tmp_path, study(["lr"], prune=False), FakeTrainer())  # as before pruning was default
+    with pytest.raises(EmotuneError, match=r"differs in prune\) \(it ran without pruning: "
+                                           r"add --no-prune to resume it\)"):
+        run(tmp_path, study(["lr"], prune=True), FakeTrainer())

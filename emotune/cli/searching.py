@@ -33,14 +33,16 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
                    help="K: train every configuration with K seeds, keep mean and std; auto: "
                         "race seeds, one per value, then more (up to MAX, default 3) only for "
                         "the values still within noise of the best (sweeps and grid)")
-    p.add_argument("--prune", action="store_true",
-                   help="after search.prune_warmup epochs, stop a trial whose objective so "
-                        "far (val accuracy at its best val loss) trails the bar at the same "
-                        "epoch by more than search.prune_z standard errors: in one-at-a-time "
-                        "sweeps the default configuration's; in grid, bayesian and random "
-                        "searches the median of the finished trials (once "
-                        "search.prune_min_trials have finished). A pruned trial is a lower "
-                        "bound, never a recommendation; hyperband ignores --prune")
+    p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=None,
+                   help="on by default (search.prune): after search.prune_warmup epochs, "
+                        "stop a trial whose objective so far (val accuracy at its best val "
+                        "loss) trails the bar at the same epoch by more than search.prune_z "
+                        "standard errors: in one-at-a-time sweeps the default "
+                        "configuration's; in grid, bayesian and random searches the median "
+                        "of the finished trials (once search.prune_min_trials have "
+                        "finished). A pruned trial is a lower bound, never a recommendation; "
+                        "hyperband budgets epochs itself. --no-prune trains every trial to "
+                        "its early stop")
     p.add_argument("--budget", metavar="DURATION",
                    help="start no new trial after this long (e.g. 15m, 1h30m); the current "
                         "one finishes; rerun to continue")
@@ -97,9 +99,12 @@ class Search(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_study_options(parser)
         _overwrite_option(parser)
-        parser.add_argument("--workers", type=int, metavar="N",
-                            help="run N trials at a time: a KerasTuner chief and N worker "
-                                 "processes on this machine, each with its share of the cores")
+        parser.add_argument("--workers", metavar="N|auto",
+                            help="trials at a time (search.workers, default auto): N > 1 runs "
+                                 "a KerasTuner chief and N worker processes on this machine, "
+                                 "each with its share of the cores; auto is one per core "
+                                 "where memory allows (~1 GB each), a single process on one "
+                                 "core; 1 is a single process")
         parser.add_argument("--role", choices=["chief", "worker"], help=argparse.SUPPRESS)
 
     def take_action(self, args: argparse.Namespace) -> int:
@@ -114,8 +119,14 @@ class Search(Command):
                            ("train.epochs", args.epochs)):
             if value is not None:
                 extra[key] = value
-        if args.prune:
-            extra["search.prune"] = True
+        if args.prune is not None:
+            extra["search.prune"] = args.prune
+        workers = getattr(args, "workers", None)
+        if workers is not None:
+            if workers != "auto" and not (workers.isdigit() and int(workers) >= 1):
+                raise EmotuneError(f"--workers must be auto or an integer >= 1. Received: "
+                                   f"{workers}")
+            extra["search.workers"] = workers
         config = load_config(args, extra)
         budget_s = parse_budget(args.budget)
         if args.sample is not None and args.sample < 1:
@@ -125,12 +136,11 @@ class Search(Command):
         label = "all" if study.params == CORE else "-".join(study.params)
         name = f"{study.model}-{label}" if study.sweep else f"{study.model}-{study.strategy}"
         project = Path(args.project or Path("runs") / name)
-        workers = getattr(args, "workers", None)
-        if workers is not None and workers < 1:
-            raise EmotuneError(f"--workers must be >= 1. Received: {workers}")
         supervised = bool(getattr(args, "role", None))  # a process of --workers (hidden --role)
-        if workers and workers > 1 and not supervised:
-            return self._with_workers(args, study, project)
+        if args.command == "search" and not supervised:
+            workers = self._workers(config.search.workers)
+            if workers > 1:
+                return self._with_workers(args, study, config, project, workers)
         _, prepared, embedding = load_inputs(config)
         if args.sample:
             prepared = subsample(prepared, args.sample, config.data.split_seed)
@@ -153,10 +163,25 @@ class Search(Command):
                       args.budget if outcome.budget_spent else None)
         return 0
 
-    def _with_workers(self, args: argparse.Namespace, study: Any, project: Path) -> int:
+    def _workers(self, setting: str) -> int:
+        """``search.workers`` as a count: ``auto`` by cores and memory, said in the log."""
+        from emotune.cluster import auto_workers
+        from emotune.progress import log
+
+        if setting != "auto":
+            return int(setting)
+        n, why = auto_workers()
+        log(f"--workers auto: {n} trial process{'es' if n > 1 else ''} ({why}); "
+            f"--workers 1 for a single one")
+        return n
+
+    def _with_workers(self, args: argparse.Namespace, study: Any, config: Any,
+                      project: Path, workers: int) -> int:
         """Re-run this command as a KerasTuner chief and workers (see emotune.cluster)."""
         from emotune.cluster import run_cluster
+        from emotune.data import load_dataset
         from emotune.results import clear_project, load_trials, study_lock
+        from emotune.search import check_resumable
 
         argv, skip = [], False
         for a in args.argv:
@@ -171,8 +196,10 @@ class Search(Command):
         with study_lock(project, " ".join(["emotune", *args.argv])):
             if args.overwrite:
                 clear_project(project)
+            else:  # a different study in the folder: one line here, not a chief's failure
+                check_resumable(project, study, config, load_dataset(config.data).checksum)
             before = len(load_trials(project)) if (project / "kt").is_dir() else 0
-            result = run_cluster(argv, args.workers, project / "chief.log")
+            result = run_cluster(argv, workers, project / "chief.log")
         frame = load_trials(project)
         self._summary(study, frame, project, len(frame) - before, result.seconds, None)
         if result.restarts:
