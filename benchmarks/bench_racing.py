@@ -5,8 +5,10 @@
         [--seeds 42 43 44]
 
 ``--study DIR`` reads a finished racing study. Its first round (every value once, seed
-``train.seed``) is exactly the one-seed study: same trials, same seed, same numbers, so the two
-are measured in the same run on the same machine. Prints the trials, epochs and training
+``train.seed``) is exactly the one-seed study with the same flags: same trials, same seed, same
+numbers (with ``--workers 1 --no-prune``; with pruning on, the pruned trials of either are
+stopped at the same epochs, and with several workers which trials a pruned median sees depends
+on timing), so the two are measured in the same run on the same machine. Prints the trials, epochs and training
 seconds of the first round and of the whole study, their ratio, which values got extra seeds,
 and whether the recommendation differs between the first round alone (one seed, one-SE rule)
 and the whole study.

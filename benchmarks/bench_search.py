@@ -1,7 +1,7 @@
 """emotune's trial runner against a notebook-style loop, side by side in one process.
 
     .venv/bin/python benchmarks/bench_search.py --data ../shared/data/emotion [--configs 3]
-        [--memory-trials 100] [--study [--study-flags "--workers 2 --prune"]
+        [--memory-trials 100] [--study [--study-flags "--workers 1 --no-prune"]
         [--study-project DIR]]
 
 Per configuration, the two runners alternate (emotune first for odd configurations, the
@@ -147,7 +147,9 @@ def main() -> int:
     ap.add_argument("--study", action="store_true",
                     help="also time `emotune search --model gru --param all` (minutes)")
     ap.add_argument("--study-flags", default="",
-                    help='extra search flags for --study, e.g. "--workers 2 --prune"')
+                    help='extra search flags for --study; without them the study runs with '
+                         'the defaults (--workers auto, pruning); "--workers 1 --no-prune" for '
+                         'the plain one')
     ap.add_argument("--study-project", help="keep the --study project here")
     ap.add_argument("--compare-with", metavar="DIR",
                     help="an unoptimised `--param all` study: print both rankings per parameter")

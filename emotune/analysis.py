@@ -346,7 +346,12 @@ def against_baseline(study: LoadedStudy, rec: Recommendation,
     n_val = rec.n_val or int(baselines["n_val"])
     check = BaselineCheck(float(lr["val"]["accuracy"]), float(lr["C"]),
                           best_configuration(study), n_val)
-    return replace(rec, baseline=check, notes=(check.sentence(), *rec.notes))
+    note = check.sentence()
+    sample = study.record.get("study", {}).get("sample")
+    if sample:
+        note += (f" (The study trained on a sample of {sample} rows, the baseline on the whole "
+                 f"training split.)")
+    return replace(rec, baseline=check, notes=(note, *rec.notes))
 
 
 def _configurations(study: LoadedStudy) -> list[Point]:

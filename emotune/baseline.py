@@ -33,23 +33,26 @@ def _scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
             "macro_f1": float(f1_score(y, pred, average="macro"))}
 
 
-def baselines(dataset: Dataset) -> dict[str, Any]:
-    """Val and test scores of the majority class and of TF-IDF (1-2 grams) + LR."""
+def baselines(dataset: Dataset, test: bool = True) -> dict[str, Any]:
+    """Val and (with ``test``) test scores of the majority class and of TF-IDF (1-2 grams) +
+    LR; without ``test`` the test split is not scored."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     index = {name: i for i, name in enumerate(dataset.label_names)}
-    y = {s: np.array([index[v] for v in sp.labels]) for s, sp in dataset.splits.items()}
+    y = {s: np.array([index[v] for v in sp.labels]) for s, sp in dataset.splits.items()
+         if test or s != "test"}
     majority = int(np.bincount(y["train"]).argmax())
+    scored = ("val", "test") if test else ("val",)
     out: dict[str, Any] = {"majority": {
         "label": dataset.label_names[majority],
-        **{s: _scores(y[s], np.full_like(y[s], majority)) for s in ("val", "test")}}}
+        **{s: _scores(y[s], np.full_like(y[s], majority)) for s in scored}}}
 
     start = time.perf_counter()
     vec = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
                           ngram_range=(1, 2), sublinear_tf=True, min_df=2)
     x = {"train": vec.fit_transform(dataset.splits["train"].texts)}
-    for s in ("val", "test"):
+    for s in scored:
         x[s] = vec.transform(dataset.splits[s].texts)
     by_c = {}
     for c in C_VALUES:
@@ -60,7 +63,7 @@ def baselines(dataset: Dataset) -> dict[str, Any]:
     out["tfidf_logreg"] = {
         "C": best_c, "features": len(vec.vocabulary_),
         "val_accuracy_by_C": {str(c): v[0]["accuracy"] for c, v in by_c.items()},
-        "val": val, "test": _scores(y["test"], clf.predict(x["test"])),
+        "val": val, **({"test": _scores(y["test"], clf.predict(x["test"]))} if test else {}),
         "seconds": round(time.perf_counter() - start, 1)}
     return out
 
@@ -89,9 +92,13 @@ def baseline_markdown(result: dict[str, Any]) -> str:
 
 
 def split_key(dataset: Dataset) -> str:
-    """A digest of what the baselines depend on: the method and every split's texts and
-    labels (so a new split seed or fraction is a new key, whatever the files' checksum)."""
-    h = hashlib.sha256(f"{METHOD}|{C_VALUES}|{list(dataset.label_names)}".encode())
+    """A digest of what the baselines depend on: the method, scikit-learn's version and every
+    split's texts and labels (so a new split seed or fraction is a new key, whatever the
+    files' checksum)."""
+    import sklearn
+
+    h = hashlib.sha256(f"{METHOD}|{C_VALUES}|{list(dataset.label_names)}|"
+                       f"{sklearn.__version__}".encode())  # its solver's result may change
     for name in ("train", "val", "test"):
         split = dataset.splits[name]
         h.update(f"|{name}|{len(split.texts)}|".encode())
@@ -101,14 +108,16 @@ def split_key(dataset: Dataset) -> str:
 
 
 def cached_baselines(dataset: Dataset, cache: Path | None = None,
-                     announce: Callable[[str], None] | None = None
+                     announce: Callable[[str], None] | None = None, test: bool = True
                      ) -> tuple[dict[str, Any], bool]:
-    """``baselines(dataset)``, computed once per dataset and split and cached.
+    """``baselines(dataset, test)``, computed once per dataset and split and cached.
 
     Args:
         dataset: the loaded, split dataset.
         cache: the cache folder (default ``data.cache_dir() / "baselines"``).
         announce: called with a line before a computation (not for a cache hit).
+        test: score the test split too; a cached result without it is computed again
+            (``recommend`` asks for validation only, ``emotune baseline`` for both).
 
     Returns:
         The result (with ``key``, ``n_val`` and the ``provenance`` of the run that computed it)
@@ -122,7 +131,7 @@ def cached_baselines(dataset: Dataset, cache: Path | None = None,
     if path.is_file():
         try:
             found = read_json(path, attempts=1)
-            if found.get("key") == key:
+            if found.get("key") == key and (not test or "test" in found["tfidf_logreg"]):
                 return found, True
         except EmotuneError:
             pass  # damaged: compute it again below
@@ -130,8 +139,8 @@ def cached_baselines(dataset: Dataset, cache: Path | None = None,
         announce(f"computing the baselines of this dataset once (TF-IDF + logistic regression "
                  f"for {len(C_VALUES)} values of C, about a minute on 16k texts); cached in "
                  f"{path.parent}")
-    result = {"key": key, "n_val": len(dataset.splits["val"].texts), **baselines(dataset),
-              "provenance": provenance()}
+    result = {"key": key, "n_val": len(dataset.splits["val"].texts),
+              **baselines(dataset, test), "provenance": provenance()}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, result)
     return result, False
@@ -139,7 +148,8 @@ def cached_baselines(dataset: Dataset, cache: Path | None = None,
 
 def study_baselines(base_config: dict[str, Any], checksum: str | None,
                     announce: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The cached baselines of the dataset a study searched on (its recorded data settings).
+    """The cached baselines of the dataset a study searched on (its recorded data settings),
+    validation scores only (a cached result may hold test scores too: they are not shown).
 
     Raises:
         EmotuneError: the data is not on this machine (nothing is downloaded) or cannot be
@@ -152,4 +162,7 @@ def study_baselines(base_config: dict[str, Any], checksum: str | None,
     if checksum and dataset.checksum != checksum:
         raise EmotuneError("the study's data files have changed since it ran (their checksum "
                            "differs), so a baseline on them would not be on the same split")
-    return cached_baselines(dataset, announce=announce)[0]
+    try:
+        return cached_baselines(dataset, announce=announce, test=False)[0]
+    except ValueError as e:  # scikit-learn: e.g. no word occurs twice, or one class only
+        raise EmotuneError(f"the baseline cannot be fitted on this data ({e})") from e

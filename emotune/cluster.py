@@ -63,11 +63,13 @@ def auto_workers(cores: int | None = None, memory_mb: int | None = None) -> tupl
         return 1, "1 core"
     if memory_mb is None:
         return cores, f"{cores} cores (available memory unknown)"
-    fits = max(1, memory_mb // PROCESS_MB - 1)  # the chief holds one process's worth
+    fits = memory_mb // PROCESS_MB - 1  # the chief holds one process's worth
+    if fits < 2 <= cores:
+        return 1, (f"{cores} cores, but {memory_mb} MB of memory available holds no two trial "
+                   f"processes of ~{PROCESS_MB} MB beside a chief")
     if fits < cores:
         return fits, (f"{cores} cores, but {memory_mb} MB of memory available holds "
-                      f"{fits} trial process{'es' if fits > 1 else ''} of ~{PROCESS_MB} MB "
-                      f"beside the chief")
+                      f"{fits} trial processes of ~{PROCESS_MB} MB beside the chief")
     return cores, f"{cores} cores"
 
 
@@ -132,7 +134,7 @@ def run_cluster(argv: Sequence[str], workers: int, chief_log: Path, *,
 
     The chief's messages go to ``chief_log``; the workers' progress to this terminal.
     """
-    cores = cores or os.cpu_count() or 1
+    cores = cores or cores_available()
     threads = max(1, cores // workers)
     port = free_port()
     cmd = [sys.executable, "-m", "emotune", *argv]

@@ -120,17 +120,23 @@ def should_prune(epoch: int, value: float, finished: list[list[float]], warmup: 
     return value < bar - margin
 
 
-def median_stopping(finished: list[list[float]], warmup: int, min_trials: int,
-                    n_val: int | None = None, z: float = 0.0) -> Callable[[int, dict], bool]:
-    """The per-epoch pruning hook of one trial: it follows the trial's objective so far."""
+def median_stopping(finished: list[list[float]] | Callable[[], list[list[float]]],
+                    warmup: int, min_trials: int, n_val: int | None = None, z: float = 0.0
+                    ) -> Callable[[int, dict], bool]:
+    """The per-epoch pruning hook of one trial: it follows the trial's objective so far.
+    ``finished`` is the finished trials' curves, or a function giving them as they are at
+    each epoch (with several workers, trials finish while this one runs)."""
     accs: list[float] = []
     losses: list[float] = []
 
     def rule(epoch: int, logs: dict) -> bool:
         accs.append(logs.get("val_accuracy", math.nan))
         losses.append(logs.get("val_loss", math.nan))
+        if epoch < warmup:
+            return False
         value = reported_so_far(accs, losses)[-1]
-        return should_prune(epoch, value, finished, warmup, min_trials, n_val, z)
+        curves = finished() if callable(finished) else finished
+        return should_prune(epoch, value, curves, warmup, min_trials, n_val, z)
 
     return rule
 
@@ -179,8 +185,9 @@ def _check_resumable(project: Path, record: dict[str, Any]) -> dict[str, Any]:
         shown = ", ".join(k.split(".", 1)[-1] for k in diff[:6])
         hint = ""
         if "study.prune" in diff:  # pruning became the default: old studies ran without it
-            hint = f" (it ran {'with' if saved_study['prune'] else 'without'} pruning: add " \
-                   f"--{'' if saved_study['prune'] else 'no-'}prune to resume it)"
+            ran = bool(saved_study.get("prune"))
+            hint = (f" (it ran {'with' if ran else 'without'} pruning: add "
+                    f"--{'' if ran else 'no-'}prune to resume it)")
         raise EmotuneError(
             f"{project} holds a different study (differs in {shown}){hint}; rerun it with its "
             f"own settings to resume, add --overwrite to start over, or choose another "

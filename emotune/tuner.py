@@ -247,10 +247,18 @@ class EmotuneTuner(BaseTuner):
         # full GRU study the fast-learning lr values set it, and every dropout value was
         # stopped at epoch 2 though three of them end above the default.
         like = hp_values(self.space.base) if self.study.sweep else None
-        if self._curves is None:
-            self._curves = results.finished_curves(self.project, like)
         min_trials = 1 if self.study.sweep else cfg.prune_min_trials  # the default's curve
-        return median_stopping(self._curves, cfg.prune_warmup, min_trials, self.n_val,
+
+        def finished() -> list[list[float]]:
+            # Read again until there is a bar: with several workers the default (or enough
+            # trials for a median) may finish while this trial runs. A sweep's bar, the
+            # default's curve, never changes once read; a median does, so a joint search
+            # reads the finished trials at every epoch it checks.
+            if self._curves is None or not self.study.sweep or len(self._curves) < min_trials:
+                self._curves = results.finished_curves(self.project, like)
+            return self._curves
+
+        return median_stopping(finished, cfg.prune_warmup, min_trials, self.n_val,
                                cfg.prune_z)
 
 
@@ -379,7 +387,8 @@ class RacingOracle(ResumableGridOracle):
         seed = _race_values(self.trials.values(), self.race, self.n_val, self.space.groups,
                             self.expected_cost, waiting)
         if first is not None and seed is not None and self.cost is not None:
-            return self._answer(max((seed, first), key=self.expected_cost))
+            # the longer expected; on a tie the untried value (max keeps the first)
+            return self._answer(max((first, seed), key=self.expected_cost))
         return self._answer(first if first is not None else seed)
 
 

@@ -73,6 +73,8 @@ def test_recommend_and_report_say_plainly_when_the_tuned_network_trails(tiny_dat
     assert "TRAILS the TF-IDF + logistic regression baseline" in out
     data = json.loads((reports / "study" / "recommendations.json").read_text())
     assert data["baseline"]["verdict"] == "trails"
+    (cached,) = (tmp_path / "user-cache" / "baselines").glob("*.json")  # conftest's cache
+    assert "test" not in json.loads(cached.read_text())["tfidf_logreg"]  # validation only
     assert data["baseline"]["tuned_val_accuracy"] == pytest.approx(0.81)  # lr=1e-3
     assert data["baseline"]["val_accuracy"] > 0.9
     assert "TRAILS" in (reports / "study" / "recommendations.md").read_text()

@@ -143,7 +143,7 @@ def test_search_end_to_end_on_tiny_data_then_resume(tiny_sets, tmp_path, capsys)
     project = tmp_path / "study"
     sets = [x for s in tiny_sets for x in ("--set", s)]
     argv = ["search", "--model", "gru", "--param", "dropout", "--set", "sweeps.dropout=[0.2, 0.5]",
-            *sets, "--project", str(project)]
+            *sets, "--project", str(project), "--no-prune"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "2 trials (2 completed); 2 trained in this run" in out

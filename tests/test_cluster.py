@@ -26,7 +26,8 @@ def test_auto_workers_is_one_per_core_where_memory_allows(monkeypatch):
     assert auto_workers(cores=1, memory_mb=24000) == (1, "1 core")  # a single process
     n, why = auto_workers(cores=8, memory_mb=4500)  # 4 processes' worth, one is the chief's
     assert n == 3 and "holds 3 trial processes" in why
-    assert auto_workers(cores=4, memory_mb=1500)[0] == 1
+    n, why = auto_workers(cores=4, memory_mb=2500)  # room for one beside a chief: no chief
+    assert n == 1 and "holds no two trial processes" in why
     monkeypatch.setattr(cluster, "memory_available_mb", lambda: None)  # no /proc/meminfo
     assert auto_workers(cores=2) == (2, "2 cores (available memory unknown)")
 
@@ -64,7 +65,12 @@ def test_workers_auto_runs_a_chief_and_workers_unless_told_otherwise(tiny_sets, 
     assert calls[0][1] == 2 and "--workers" not in calls[0][0] and not single
     assert "--workers auto: 2 trial processes (2 cores)" in capsys.readouterr().err
     assert main([*argv, "--workers", "3"]) == 0 and calls[-1][1] == 3
+    assert "--workers" not in calls[-1][0] and "3" not in calls[-1][0]  # the chief's argv
     assert main([*argv, "--workers", "1"]) == 0 and len(calls) == 2 and single == [1]
+    # a different study in the folder is refused here, before any chief or worker starts
+    capsys.readouterr()
+    assert main([*argv[:2], "lr", *argv[3:]]) == 1 and len(calls) == 2
+    assert "holds a different study" in capsys.readouterr().err
 
 
 def test_worker_env_points_at_the_chief_and_limits_threads():

@@ -238,6 +238,21 @@ def test_pruning_judges_the_objective_the_trial_would_report():
     assert judged([(0.65, 0.6), (0.5, 0.4)]) == [False, True]
 
 
+def test_pruning_finds_a_bar_that_finishes_while_the_trial_runs():
+    # With several workers the default (the bar) may finish after this trial started: the
+    # rule asks for the finished curves at every epoch it checks, not once at the start.
+    from emotune.search import median_stopping
+
+    finished: list[list[float]] = []
+    asked = []
+    rule = median_stopping(lambda: asked.append(1) or finished, warmup=2, min_trials=1)
+    assert rule(1, {"val_accuracy": 0.5, "val_loss": 0.9}) is False and not asked  # warm-up
+    assert rule(2, {"val_accuracy": 0.5, "val_loss": 0.8}) is False  # no bar yet
+    finished.append([0.7, 0.8, 0.85])  # another worker finished the default
+    assert rule(3, {"val_accuracy": 0.5, "val_loss": 0.7}) is True
+    assert len(asked) == 2
+
+
 def test_pruning_is_noise_aware():
     # With z standard errors of margin (binomial, on n_val texts) a trial trailing the bar by
     # less than that goes on; by more, it stops.

@@ -81,8 +81,9 @@ def study_from_args(args: argparse.Namespace, config: Any) -> Any:
     repeats, race = parse_repeats(config.search.repeats)
     if race and not (sweep or strategy == "grid"):
         raise EmotuneError(RACING_NEEDS)
+    prune = config.search.prune and strategy != "hyperband"  # hyperband budgets epochs itself
     return StudySpec(config.model.type, tuple(params), strategy, trials, repeats,
-                     args.sample, config.search.prune, race)
+                     args.sample, prune, race)
 
 
 class Search(Command):
@@ -138,7 +139,7 @@ class Search(Command):
         project = Path(args.project or Path("runs") / name)
         supervised = bool(getattr(args, "role", None))  # a process of --workers (hidden --role)
         if args.command == "search" and not supervised:
-            workers = self._workers(config.search.workers)
+            workers = self._workers(config.search.workers, study, config)
             if workers > 1:
                 return self._with_workers(args, study, config, project, workers)
         _, prepared, embedding = load_inputs(config)
@@ -163,14 +164,20 @@ class Search(Command):
                       args.budget if outcome.budget_spent else None)
         return 0
 
-    def _workers(self, setting: str) -> int:
-        """``search.workers`` as a count: ``auto`` by cores and memory, said in the log."""
+    def _workers(self, setting: str, study: Any, config: Any) -> int:
+        """``search.workers`` as a count: ``auto`` by cores and memory, no more than the
+        study's first-round trials, said in the log."""
         from emotune.cluster import auto_workers
         from emotune.progress import log
+        from emotune.space import SearchSpace
 
         if setting != "auto":
             return int(setting)
         n, why = auto_workers()
+        trials = (SearchSpace(config, list(study.params), True).size() if study.sweep
+                  else study.trials)
+        if trials and trials < n:
+            n, why = trials, f"{why}, {trials} trials to run"
         log(f"--workers auto: {n} trial process{'es' if n > 1 else ''} ({why}); "
             f"--workers 1 for a single one")
         return n
@@ -181,7 +188,7 @@ class Search(Command):
         from emotune.cluster import run_cluster
         from emotune.data import load_dataset
         from emotune.results import clear_project, load_trials, study_lock
-        from emotune.search import check_resumable
+        from emotune.search import check_resumable, parse_budget
 
         argv, skip = [], False
         for a in args.argv:
@@ -201,7 +208,10 @@ class Search(Command):
             before = len(load_trials(project)) if (project / "kt").is_dir() else 0
             result = run_cluster(argv, workers, project / "chief.log")
         frame = load_trials(project)
-        self._summary(study, frame, project, len(frame) - before, result.seconds, None)
+        # each worker stops starting trials when the budget is spent; the wall time says so
+        spent = args.budget and result.seconds >= parse_budget(args.budget)
+        self._summary(study, frame, project, len(frame) - before, result.seconds,
+                      args.budget if spent else None)
         if result.restarts:
             self.out.note(f"{result.restarts} worker restart(s): their trials were resumed")
         return 0
