@@ -8,10 +8,10 @@
 ``train.seed``) is exactly the one-seed study with the same flags: same trials, same seed, same
 numbers (with ``--workers 1 --no-prune``; with pruning on, the pruned trials of either are
 stopped at the same epochs, and with several workers which trials a pruned median sees depends
-on timing), so the two are measured in the same run on the same machine. Prints the trials, epochs and training
-seconds of the first round and of the whole study, their ratio, which values got extra seeds,
-and whether the recommendation differs between the first round alone (one seed, one-SE rule)
-and the whole study.
+on timing), so the two are measured in the same run on the same machine. Prints the trials,
+epochs and training seconds of the first round and of the whole study, their ratio, which
+values got extra seeds, and whether the recommendation differs between the first round alone
+(one seed, one-SE rule) and the whole study.
 
 ``--run`` trains, for each base seed (``--set train.seed=...``), one racing study of the six
 GRU sweeps on a stratified sample in a temporary folder, and prints the recommended
