@@ -37,13 +37,15 @@ def test_baselines_are_computed_once_per_split_and_cached(tiny_data, tmp_path, m
     calls = []
     real = baseline_module.baselines
     monkeypatch.setattr(baseline_module, "baselines",
-                        lambda ds: calls.append(1) or real(ds))
+                        lambda ds, test=True: calls.append(test) or real(ds, test))
     dataset = load_dataset(DataConfig(path=str(tiny_data)))
     first, cached = cached_baselines(dataset, tmp_path / "c")
     assert not cached and len(calls) == 1 and first["n_val"] == 90
     assert first["provenance"]["commit"]
     again, cached = cached_baselines(dataset, tmp_path / "c")
     assert cached and len(calls) == 1 and again == json.loads(json.dumps(first))
+    # validation only (what recommend asks for) is served by a result with test scores too
+    assert cached_baselines(dataset, tmp_path / "c", test=False)[1] and len(calls) == 1
     # another split of the same files is another dataset for the baseline
     one_file = tmp_path / "one.txt"
     one_file.write_text((tiny_data / "train.txt").read_text())
