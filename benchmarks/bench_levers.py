@@ -2,14 +2,25 @@
 
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion [--epochs 4]
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --steps
+    .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --fixed
+    .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --onednn
 
 Each row trains the same configuration for ``--epochs`` epochs (no early stopping) with one
 setting changed, alternating base and variant; it prints the median seconds of epochs 2..N
 (the first epoch carries the graph build), the first epoch's seconds, and the ratio.
 
 ``--steps`` times single training steps instead: the default GRU on fixed batches of 32 texts
-at a few lengths, compiled with and without ``jit_compile`` (XLA), alternating, median of
-``--repeat`` steps after a warm-up (which holds XLA's compile for that shape).
+at a few lengths, compiled with and without ``jit_compile`` (XLA), and built with
+``GRU(unroll=True)`` (no while loop: the time steps written out, one trace per length, what
+length buckets would need), alternating, median of ``--repeat`` steps after a warm-up.
+
+``--fixed`` splits a step inside ``fit`` into the GRU and the rest: epochs of the default GRU
+and of the same model with the GRU replaced by a mean over time (embedding, dense, loss,
+optimizer, Keras's step and callbacks), each at 1 and at 10 batches per compiled call
+(``steps_per_execution``: what is paid per call, not per batch, is divided by 10).
+
+``--onednn`` runs the default GRU in child processes with one thread (as a ``--workers``
+process runs), ``TF_ENABLE_ONEDNN_OPTS`` 1 and 0 alternating (tensorflow#56350), each twice.
 """
 
 from __future__ import annotations
@@ -24,12 +35,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from emotune.config import build_config, override, parse_sets  # noqa: E402
 from emotune.progress import set_quiet  # noqa: E402
-from emotune.train import fit, load_inputs  # noqa: E402
+from emotune.train import fit, load_inputs, steps_per_epoch  # noqa: E402
 
 LEVERS = [
-    ("gru steps_per_execution 1 -> 16", {"model.type": "gru"},
+    ("gru steps_per_execution 1 -> 16 (10 used)",
+     {"model.type": "gru", "train.steps_per_execution": 1},
      {"train.steps_per_execution": 16}),
-    ("cnn steps_per_execution 1 -> 16", {"model.type": "cnn"},
+    ("cnn steps_per_execution 1 -> 16 (10 used)",
+     {"model.type": "cnn", "train.steps_per_execution": 1},
      {"train.steps_per_execution": 16}),
     ("gru mask on -> off", {"model.type": "gru"}, {"model.mask": False}),
     ("gru frozen -> fine-tuned", {"model.type": "gru"}, {"model.embedding": "fine-tuned"}),
@@ -43,12 +56,20 @@ def epoch_seconds(config, prepared, embedding) -> tuple[float, float, float]:
     return statistics.median(s[1:]), s[0], r.metrics["val_accuracy"]
 
 
-def step_ms(config, prepared, embedding, length: int, jit: bool, repeat: int) -> float:
+def step_ms(config, prepared, embedding, length: int, jit: bool, repeat: int,
+            unroll: bool = False) -> float:
+    from unittest import mock
+
+    import keras
     import numpy as np
 
     from emotune.models import build_model
 
-    model = build_model(config.model, config.train, embedding.matrix, len(prepared.label_names))
+    gru = keras.layers.GRU
+    with mock.patch.object(keras.layers, "GRU",
+                           lambda *a, **k: gru(*a, **{**k, "unroll": unroll})):
+        model = build_model(config.model, config.train, embedding.matrix,
+                            len(prepared.label_names))
     model.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=jit)
     rows = np.flatnonzero(prepared.train.lengths >= length)[:32]
     x, y = prepared.train.ids[rows, :length], prepared.train.labels[rows]
@@ -62,6 +83,56 @@ def step_ms(config, prepared, embedding, length: int, jit: bool, repeat: int) ->
     return 1000 * statistics.median(times)
 
 
+def fixed_cost(base, prepared, embedding, steps: int) -> int:
+    """Per-step milliseconds inside ``fit``: the GRU model and a no-RNN model, 1 and 10 steps
+    per compiled call, alternating; the median of epochs 2..N of each."""
+    from unittest import mock
+
+    from keras import layers
+
+    from emotune import models
+
+    def mean_over_time(x, cfg):
+        return layers.GlobalAveragePooling1D()(x)
+
+    runs = {}
+    for _ in range(2):
+        for rnn in (True, False):
+            for spe in (1, 16):
+                config = override(base, {"train.steps_per_execution": spe})
+                with mock.patch.dict(models.ENCODERS, {} if rnn else {"gru": mean_over_time}):
+                    per_epoch, _, acc = epoch_seconds(config, prepared, embedding)
+                runs.setdefault((rnn, spe), []).append(per_epoch)
+    ms = {k: 1000 * statistics.median(v) / steps for k, v in runs.items()}
+    for rnn in (True, False):
+        name = "gru 128" if rnn else "no RNN (mean over time)"
+        print(f"{name:<24} {ms[rnn, 1]:5.2f} ms per step at 1 per call, {ms[rnn, 16]:5.2f} "
+              f"at 10 per call ({ms[rnn, 1] / ms[rnn, 16]:4.2f}x)", flush=True)
+    per_call = (ms[False, 1] - ms[False, 16]) * 10 / 9
+    print(f"paid per call, not per batch: {per_call:.2f} ms; the rest of a no-RNN step: "
+          f"{ms[False, 1] - per_call:.2f} ms; the GRU: {ms[True, 1] - ms[False, 1]:.2f} ms",
+          flush=True)
+    return 0
+
+
+def onednn(args) -> int:
+    """Epoch seconds of the default GRU in one-thread child processes, oneDNN on and off."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--data", args.data, "--epochs", str(args.epochs),
+           "--onednn", "--child"]
+    threads = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+               "OMP_NUM_THREADS": "1"}
+    runs: dict[str, list[str]] = {"1": [], "0": []}
+    for _ in range(2):
+        for flag in ("1", "0"):
+            out = subprocess.run(cmd, env={**os.environ, **threads, "TF_ENABLE_ONEDNN_OPTS": flag},
+                                 capture_output=True, text=True, check=True).stdout
+            runs[flag].append(out.strip().splitlines()[-1])
+            print(f"TF_ENABLE_ONEDNN_OPTS={flag}, 1 thread: {runs[flag][-1]}", flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
@@ -69,18 +140,33 @@ def main() -> int:
     ap.add_argument("--only", help="run only levers whose name contains this")
     ap.add_argument("--steps", action="store_true", help="time single steps, XLA on and off")
     ap.add_argument("--repeat", type=int, default=50)
+    ap.add_argument("--fixed", action="store_true", help="GRU against no RNN, 1 and 10 per call")
+    ap.add_argument("--onednn", action="store_true", help="one thread, oneDNN on and off")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.onednn and not args.child:
+        return onednn(args)  # the children train
     set_quiet(True)
     base = build_config(overrides=parse_sets([f"data.path={args.data}",
                                               f"epochs={args.epochs}", "patience=100"]))
     _, prepared, embedding = load_inputs(base)
+    if args.child:  # one --onednn run: the default GRU, in this process's thread settings
+        per_epoch, first, acc = epoch_seconds(base, prepared, embedding)
+        print(f"{per_epoch:.2f} s per epoch, first {first:.1f} s, val acc after "
+              f"{args.epochs} epochs {acc:.4f}")
+        return 0
     if args.steps:
         for length in (16, 24, 32):
             off = step_ms(base, prepared, embedding, length, False, args.repeat)
             on = step_ms(base, prepared, embedding, length, True, args.repeat)
+            unrolled = step_ms(base, prepared, embedding, length, False, args.repeat, True)
             print(f"gru batch 32, length {length}: {off:5.1f} ms per step, jit_compile "
-                  f"{on:5.1f} ms ({off / on:4.2f}x)", flush=True)
+                  f"{on:5.1f} ms ({off / on:4.2f}x), unroll {unrolled:5.1f} ms "
+                  f"({off / unrolled:4.2f}x)", flush=True)
         return 0
+    if args.fixed:
+        return fixed_cost(base, prepared, embedding, steps_per_epoch(
+            len(prepared.train.labels), base.train.batch_size))
     for name, common, change in LEVERS:
         if args.only and args.only not in name:
             continue

@@ -3,6 +3,10 @@
     .venv/bin/python benchmarks/bench_search.py --data ../shared/data/emotion [--configs 3]
         [--memory-trials 100] [--study [--study-flags "--workers 1 --no-prune"]
         [--study-project DIR]]
+    .venv/bin/python benchmarks/bench_search.py --data ../shared/data/emotion --configs 0 \
+        --memory-trials 0 --sweep lr
+    .venv/bin/python benchmarks/bench_search.py --data ../shared/data/emotion --configs 0 \
+        --memory-trials 0 --worker-memory 100
 
 Per configuration, the two runners alternate (emotune first for odd configurations, the
 notebook first for even ones) so that machine noise hits both alike. The notebook-style loop does
@@ -14,6 +18,15 @@ Prints per configuration: seconds, val accuracy and the speed ratio; the total; 
 figures (peak RSS; RSS growth over N short trials); with ``--study`` the wall time of
 ``emotune search --model gru --param all`` (plus ``--study-flags``) in a fresh project (a
 temporary one unless ``--study-project``, which keeps it for `emotune report` and comparisons).
+
+``--sweep PARAM`` answers one sweep's question both ways, one after the other: ``emotune search
+--model gru --param PARAM --repeats 1`` with default flags (workers auto, pruning), then the
+notebook-style loop over the same values; it prints both wall times, the ratio, and each
+value's val accuracy (a pruned trial's is a lower bound, marked).
+
+``--worker-memory N`` runs a study of N short trials (1 epoch on 300 rows, a random search)
+with ``--workers 2`` and reads each worker process's RSS from /proc every second: the RSS
+after its first tenth of the trials and at the end.
 """
 
 from __future__ import annotations
@@ -153,6 +166,10 @@ def main() -> int:
     ap.add_argument("--study-project", help="keep the --study project here")
     ap.add_argument("--compare-with", metavar="DIR",
                     help="an unoptimised `--param all` study: print both rankings per parameter")
+    ap.add_argument("--sweep", metavar="PARAM",
+                    help="one sweep with default flags against the notebook loop on its values")
+    ap.add_argument("--worker-memory", type=int, metavar="N",
+                    help="RSS of --workers 2 processes over a study of N short trials")
     ap.add_argument("--set", action="append", default=[], dest="sets")
     args = ap.parse_args()
     set_quiet(True)
@@ -217,7 +234,92 @@ def main() -> int:
                   f"{time.perf_counter() - start:.0f}s wall")
             if args.compare_with:
                 compare_rankings(args.compare_with, project)
+    if args.sweep:
+        sweep_against_notebook(args, base, dataset)
+    if args.worker_memory:
+        worker_memory(args)
     return 0
+
+
+def sweep_against_notebook(args, base, dataset) -> None:
+    """``emotune search --param PARAM --repeats 1`` (default flags), then the notebook loop."""
+    from emotune.results import load_trials
+    from emotune.space import PARAMS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "study"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "emotune", "search", "--model", "gru", "--param",
+                        args.sweep, "--repeats", "1", "--data", args.data, "--project",
+                        str(project), *[x for s in args.sets for x in ("--set", s)]],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall_e = time.perf_counter() - start
+        trials = load_trials(project)
+        key = PARAMS[args.sweep].key
+        done = {row[args.sweep]: (row["val_accuracy"], row["status"] == "pruned")
+                for _, row in trials.iterrows() if row["status"] in ("completed", "pruned")}
+        start = time.perf_counter()
+        notebook = {}
+        for value in base.search.sweeps[args.sweep]:
+            r = notebook_trial(override(base, {key: value}),
+                               {s: dataset.splits[s].texts for s in ("train", "val")},
+                               {s: dataset.splits[s].labels for s in ("train", "val")},
+                               list(dataset.label_names), Path(tmp))
+            notebook[value] = r["val_accuracy"]
+        wall_n = time.perf_counter() - start
+    print(f"emotune search --model gru --param {args.sweep} --repeats 1 (default flags): "
+          f"{wall_e:.0f}s wall | notebook loop over the same {len(notebook)} values: "
+          f"{wall_n:.0f}s | ratio {wall_n / wall_e:.2f}x")
+    for value, acc in notebook.items():
+        e = done.get(value)
+        shown = ("missing" if e is None
+                 else f"{e[0]:.4f}{' (pruned: a lower bound)' if e[1] else ''}")
+        print(f"  {args.sweep}={value}: emotune {shown} | notebook {acc:.4f}")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def worker_memory(args) -> None:
+    """RSS per worker process of a ``--workers 2`` study of N one-epoch trials on 300 rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "emotune", "search", "--model", "gru", "--strategy",
+               "random", "--trials", str(args.worker_memory), "--repeats", "1", "--sample",
+               "300", "--epochs", "1", "--workers", "2", "--no-prune", "--data", args.data,
+               "--project", str(Path(tmp) / "study"),
+               *[x for s in args.sets for x in ("--set", s)]]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        trials_csv = Path(tmp) / "study" / "trials.csv"
+        rss: dict[int, list[tuple[int, float]]] = {}  # pid -> (trials done, MB)
+        while proc.poll() is None:
+            time.sleep(1)
+            done = (sum(1 for _ in trials_csv.open()) - 1) if trials_csv.is_file() else 0
+            for child in _children(proc.pid):
+                for pid in [child, *_children(child)]:
+                    try:
+                        status = Path(f"/proc/{pid}/status").read_text()
+                        cmdline = Path(f"/proc/{pid}/cmdline").read_text()
+                    except OSError:
+                        continue
+                    if "worker" not in cmdline:
+                        continue
+                    kb = next(int(x.split()[1]) for x in status.splitlines()
+                              if x.startswith("VmRSS:"))
+                    rss.setdefault(pid, []).append((done, kb / 1024))
+        if proc.returncode:
+            raise SystemExit(f"the study failed ({proc.returncode}): {' '.join(cmd)}")
+    tenth = args.worker_memory // 10
+    for pid, marks in rss.items():
+        early = next((mb for done, mb in marks if done >= tenth), marks[0][1])
+        print(f"worker {pid}: {early:.0f} MB after {tenth} trials, {marks[-1][1]:.0f} MB at "
+              f"the end ({marks[-1][0]} trials written): growth {marks[-1][1] - early:+.0f} MB")
 
 
 if __name__ == "__main__":

@@ -41,9 +41,12 @@ class EpochLog(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._t = time.perf_counter()
         self._bar = bar(self.steps, f"{self.prefix}epoch {epoch + 1}/{self.epochs}")
+        self._done = 0
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        self._bar.update(1)
+        # ``batch`` is the last step of the call: several with ``steps_per_execution``
+        self._bar.update(batch + 1 - self._done)
+        self._done = batch + 1
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.nan_epoch = self.nan_epoch or len(self.seconds) + 1

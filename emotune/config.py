@@ -115,7 +115,7 @@ class TrainConfig:
     epochs: int = 10
     patience: int = 3
     seed: int = 42
-    steps_per_execution: int = 1  # batches per compiled call: faster, not bit-identical
+    steps_per_execution: int = 16  # batches per call at most (a divisor of the epoch's steps)
     weight_decay: float = 0.0  # decoupled (AdamW-style) weight decay
     schedule: str = "constant"  # learning rate: constant, cosine or linear decay to 0
     warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs

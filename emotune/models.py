@@ -146,7 +146,8 @@ def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
         train: the training settings the optimizer, schedule and loss come from.
         embedding: the vocabulary-aligned matrix (row i = word id i; row 0 = padding).
         num_classes: the number of labels.
-        steps_per_epoch: needed by learning-rate schedules (warm-up, cosine, linear).
+        steps_per_epoch: needed by learning-rate schedules (warm-up, cosine, linear) and to
+            keep ``train.steps_per_execution`` exact (``exact_steps_per_execution``).
 
     Returns:
         A compiled ``keras.Model`` from int32 token ids (batch x tokens) to probabilities.
@@ -181,5 +182,23 @@ def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
     net = keras.Model(ids, out, name=f"emotune_{model.type}")
     net.compile(optimizer=make_optimizer(train, steps_per_epoch),
                 loss=make_loss(train, num_classes),
-                metrics=["accuracy"], steps_per_execution=train.steps_per_execution)
+                metrics=["accuracy"],
+                steps_per_execution=exact_steps_per_execution(steps_per_epoch,
+                                                              train.steps_per_execution))
     return net
+
+
+def exact_steps_per_execution(steps_per_epoch: int | None, requested: int) -> int:
+    """The largest number of batches per compiled call, at most ``requested``, that divides
+    an epoch's steps.
+
+    Keras 3 runs every call for its full ``steps_per_execution`` batches, also the last call
+    of an epoch: with 500 steps and 16 per call an epoch trains 512 batches, 12 of them taken
+    from the next epoch's shuffle, and every later number moves. With a divisor (500 -> 10)
+    each epoch trains exactly its own batches and the results are the same as one batch per
+    call (tests/test_train.py). Unknown steps (no schedule needs them): one per call.
+    """
+    if not steps_per_epoch or requested <= 1:
+        return 1
+    return max(d for d in range(1, min(requested, steps_per_epoch) + 1)
+               if steps_per_epoch % d == 0)

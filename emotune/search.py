@@ -166,8 +166,10 @@ def _study_record(study: StudySpec, config: Config, checksum: str, n_val: int
             "provenance": provenance()}
 
 
-# Where the data and the cache live may change between runs; the data checksum may not.
-RELOCATABLE = ("base_config.data.path", "base_config.embeddings.cache_dir")
+# Where the data and the cache live may change between runs; the data checksum may not. Nor
+# does how many batches go in one compiled call change a number (models.exact_steps_per_execution).
+RELOCATABLE = ("base_config.data.path", "base_config.embeddings.cache_dir",
+               "base_config.train.steps_per_execution")
 COMPARED = ("study", "base_config", "data_checksum", "sweeps")  # what a resume must match
 
 

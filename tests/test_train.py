@@ -87,6 +87,35 @@ def test_fit_learns_is_deterministic_and_restores_the_best_epoch(tiny_fit):
     assert a.metrics["epochs_run"] == len(a.history) <= 8
 
 
+def test_steps_per_execution_is_cut_to_a_divisor_of_the_epoch():
+    from emotune.models import exact_steps_per_execution
+
+    assert exact_steps_per_execution(500, 16) == 10  # 16,000 texts at batch 32
+    assert exact_steps_per_execution(125, 16) == 5
+    assert exact_steps_per_execution(10, 16) == 10
+    assert exact_steps_per_execution(13, 16) == 13
+    assert exact_steps_per_execution(17, 16) == 1  # a prime: one batch per call
+    assert exact_steps_per_execution(None, 16) == exact_steps_per_execution(500, 1) == 1
+
+
+def test_several_steps_per_execution_give_the_same_numbers(tiny_fit):
+    # Keras runs every call for all its steps, also past an epoch's end (10 steps at 4 per
+    # call would train 12 a epoch); a divisor keeps each epoch's batches its own. The session's
+    # fit ran at the default (16 asked: all 10 steps in one call).
+    from dataclasses import replace
+
+    from emotune.train import new_model
+
+    config, prepared, emb, a = tiny_fit
+    for asked, used in ((1, 1), (4, 2)):
+        c = replace(config, train=replace(config.train, steps_per_execution=asked))
+        model = new_model(c, prepared, emb)
+        assert model.steps_per_execution == used
+        b = fit(c, prepared, emb, model=model)
+        assert int(model.optimizer.iterations.numpy()) == 10 * len(b.history)
+        assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
+
+
 def test_early_stopping_uses_patience(tiny_sets):
     # A learning rate of 0 never improves val loss: stop after 1 + patience epochs.
     config = build_config(overrides=parse_sets(tiny_sets + ["epochs=10", "patience=2",
