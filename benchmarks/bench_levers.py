@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --steps
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --fixed
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --onednn
+    .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --scores
 
 Each row trains the same configuration for ``--epochs`` epochs (no early stopping) with one
 setting changed, alternating base and variant; it prints the median seconds of epochs 2..N
@@ -19,6 +20,10 @@ and of the same model with the GRU replaced by a mean over time (embedding, dens
 optimizer, Keras's step and callbacks), each at 1 and at 10 batches per compiled call
 (``steps_per_execution``: what is paid per call, not per batch, is divided by 10).
 
+``--scores`` prices the per-epoch validation scores (macro- and weighted-F1, cross-entropy,
+KL: ``callbacks.ValidationScores``, one prediction pass) against validation as Keras does it
+(``evaluate``: loss and accuracy only), the default GRU, alternating, twice each.
+
 ``--onednn`` runs the default GRU in child processes with one thread (as a ``--workers``
 process runs), ``TF_ENABLE_ONEDNN_OPTS`` 1 and 0 alternating (tensorflow#56350), each twice.
 """
@@ -26,6 +31,7 @@ process runs), ``TF_ENABLE_ONEDNN_OPTS`` 1 and 0 alternating (tensorflow#56350),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -115,6 +121,32 @@ def fixed_cost(base, prepared, embedding, steps: int) -> int:
     return 0
 
 
+def scores_cost(base, prepared, embedding) -> int:
+    """Epoch seconds with emotune's per-epoch scores and with Keras's own validation."""
+    from unittest import mock
+
+    from emotune import callbacks
+
+    class KerasValidation(callbacks.ValidationScores):
+        def on_epoch_end(self, epoch, logs=None):  # what fit(validation_data=...) runs
+            out = self.model.evaluate(self.data, verbose=0, return_dict=True)
+            logs.update({f"val_{k}": float(v) for k, v in out.items()})
+
+    runs: dict[str, list[float]] = {"keras": [], "scores": []}
+    accs: dict[str, float] = {}
+    for _ in range(2):
+        for who in ("keras", "scores"):
+            patch = {} if who == "scores" else {"ValidationScores": KerasValidation}
+            with mock.patch.multiple(callbacks, **patch) if patch else contextlib.nullcontext():
+                per_epoch, _, accs[who] = epoch_seconds(base, prepared, embedding)
+            runs[who].append(per_epoch)
+            print(f"{who:<7} {per_epoch:.2f} s per epoch", flush=True)
+    k, sc = statistics.median(runs["keras"]), statistics.median(runs["scores"])
+    print(f"per-epoch scores: {k:.2f} -> {sc:.2f} s per epoch ({100 * (sc / k - 1):+.1f}%); "
+          f"val acc after the epochs {accs['keras']:.4f} -> {accs['scores']:.4f}", flush=True)
+    return 0
+
+
 def onednn(args) -> int:
     """Epoch seconds of the default GRU in one-thread child processes, oneDNN on and off."""
     import subprocess
@@ -142,6 +174,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--fixed", action="store_true", help="GRU against no RNN, 1 and 10 per call")
     ap.add_argument("--onednn", action="store_true", help="one thread, oneDNN on and off")
+    ap.add_argument("--scores", action="store_true",
+                    help="per-epoch validation scores against Keras's validation")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.onednn and not args.child:
@@ -164,6 +198,8 @@ def main() -> int:
                   f"{on:5.1f} ms ({off / on:4.2f}x), unroll {unrolled:5.1f} ms "
                   f"({off / unrolled:4.2f}x)", flush=True)
         return 0
+    if args.scores:
+        return scores_cost(base, prepared, embedding)
     if args.fixed:
         return fixed_cost(base, prepared, embedding, steps_per_epoch(
             len(prepared.train.labels), base.train.batch_size))

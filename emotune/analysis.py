@@ -31,6 +31,7 @@ from emotune.noise import (
     paired_difference,
 )
 from emotune.results import load_trials, read_json
+from emotune.scores import Objective, objective
 from emotune.space import PARAMS, same_setting
 
 # Trials whose numbers are shown. A pruned trial's val accuracy is what it reported when it
@@ -50,20 +51,31 @@ class Point:
     n: int  # seeds (sweeps) or trials (joint marginals) behind the numbers
     trial_id: str = ""  # its (first) trial
     se: float = math.nan  # the noise of the mean (noise.noise); nan if unknown (no n_val)
-    pruned: bool = False  # stopped early: val_accuracy is a lower bound
-    by_seed: tuple[tuple[int, float], ...] = ()  # (seed, val accuracy) of each run
+    pruned: bool = False  # stopped early: its numbers are lower bounds
+    by_seed: tuple[tuple[int, float], ...] = ()  # (seed, objective, higher better) per run
 
     n_val: int | None = None  # validation texts (the binomial error); None if unknown
+    # The objective the study ranks by (scores.OBJECTIVES): its mean and spread over the
+    # runs, and its measurement error on the validation texts (the bootstrap error of
+    # macro-F1 or loss; nan for accuracy, whose binomial error follows from n_val).
+    objective: str = "val_accuracy"
+    score: float = math.nan
+    score_std: float = math.nan
+    floor: float = math.nan
 
     @property
     def interval(self) -> tuple[float, float]:
-        """95% interval of the mean (``noise.interval95``: 1.96 binomial errors, or Student's
-        t over the seeds where wider); nan when the noise is unknown."""
-        return interval95(self.val_accuracy, self.val_accuracy_std, self.n, self.n_val)
+        """95% interval of the objective's mean (``noise.interval95``: 1.96 measurement
+        errors, or Student's t over the seeds where wider); nan when the noise is unknown."""
+        accuracy = self.objective == "val_accuracy"
+        return interval95(self.score, self.score_std, self.n, self.n_val if accuracy else None,
+                          None if accuracy else self.floor)
 
     def candidate(self) -> Candidate:
+        """The objective as the noise rules compare it: higher is better (a loss negated)."""
         se = 0.0 if math.isnan(self.se) else self.se  # unknown noise: only exact ties
-        return Candidate(self.value, self.val_accuracy, se, self.pruned)
+        return Candidate(self.value, objective(self.objective).signed(self.score), se,
+                         self.pruned)
 
 
 @dataclass(frozen=True)
@@ -106,9 +118,10 @@ class Sweep:
 
     @property
     def best_margin(self) -> float:
-        """The best mean minus the default's: within the noise when the default is kept."""
+        """How much the best beats the default on the objective (a loss: by how much lower);
+        within the noise when the default is kept."""
         d = self.default_point
-        return self.best.val_accuracy - d.val_accuracy if d is not None else math.nan
+        return self.best.candidate().mean - d.candidate().mean if d is not None else math.nan
 
 
 @dataclass(frozen=True)
@@ -125,10 +138,17 @@ class LoadedStudy:
     sweep_values: dict[str, list]
     trials: Any  # DataFrame
     record: dict[str, Any] = field(repr=False, default_factory=dict)
+    ranked_by: str | None = None  # --objective of recommend/report: instead of the study's
 
     @property
     def sweep(self) -> bool:
         return self.strategy == "sweep"
+
+    @property
+    def goal(self) -> Objective:
+        """What the study's trials are ranked by: ``ranked_by``, else the objective the
+        search used (val accuracy for studies from before objectives)."""
+        return objective(self.ranked_by or self.record.get("study", {}).get("objective"))
 
     @property
     def race(self) -> int:
@@ -147,11 +167,12 @@ class LoadedStudy:
             else self.trials
 
 
-def load_study(path: str | Path) -> LoadedStudy:
+def load_study(path: str | Path, objective: str | None = None) -> LoadedStudy:
     """A study folder read back: what it searched (``study.json``) and its trials.
 
     Args:
         path: a study folder written by ``emotune search``.
+        objective: rank by this (``scores.OBJECTIVES``) instead of the study's own objective.
 
     Returns:
         A ``LoadedStudy``; ``.trials`` is ``results.load_trials(path)``, ``.done`` the trials
@@ -172,8 +193,12 @@ def load_study(path: str | Path) -> LoadedStudy:
     for name, value in defaults.items():  # studies from before a parameter existed
         if name not in trials.columns:
             trials[name] = [value] * len(trials)
+    for column in ("val_macro_f1", "val_macro_f1_se", "val_loss_se"):  # older studies
+        if column not in trials.columns:
+            trials[column] = [math.nan] * len(trials)
     return LoadedStudy(path, path.name, st["model"], st["strategy"], tuple(st["params"]),
-                       st["repeats"], defaults, record.get("sweeps", {}), trials, record)
+                       st["repeats"], defaults, record.get("sweeps", {}), trials, record,
+                       objective)
 
 
 def _setting(base: dict[str, Any], key: str) -> Any:
@@ -200,30 +225,40 @@ def _runs(rows: Any, metric: str = "val_accuracy") -> list[tuple[int, float]]:
     return out
 
 
-def _se(mean: float, std: float, n: int, n_val: int | None) -> float:
-    if n_val:
-        return noise(mean, std, n, n_val)
-    return std / math.sqrt(n) if n > 1 and not math.isnan(std) else math.nan
+def _se(mean: float, std: float, n: int, n_val: int | None, floor: float = math.nan
+        ) -> float:
+    """The noise of a mean over ``n`` runs (``noise.noise``): an accuracy's binomial error on
+    ``n_val`` texts, or a bootstrap ``floor``, or the seeds' spread where larger; nan when
+    none is known."""
+    return noise(mean, std, n, n_val, None if math.isnan(floor) else floor)
 
 
-def _point(rows: Any, value: Any, per_seed: bool, n_val: int | None) -> Point:
+def _point(rows: Any, value: Any, per_seed: bool, n_val: int | None,
+           goal: Objective) -> Point:
     """Numbers for one value: over its runs (the seeds of its trials: a sweep) or over its
     trials (a joint search's marginal). Pruned trials count only where nothing else does."""
     complete = rows[rows["status"] == "completed"]
     pruned = complete.empty
     use = rows if pruned else complete
     if per_seed:
-        runs = _runs(use)
-        acc, acc_std = mean_std([a for _, a in runs])
+        runs = _runs(use, goal.name)
+        acc, acc_std = mean_std([a for _, a in _runs(use)])
         loss, loss_std = mean_std([x for _, x in _runs(use, "val_loss")])
+        score, score_std = mean_std([x for _, x in runs])
         n = len(runs)
     else:  # a marginal over configurations (``_configuration_frame``)
         runs = []
         acc, acc_std = mean_std([float(x) for x in use["val_accuracy"]])
         loss, loss_std = mean_std([float(x) for x in use["val_loss"]])
+        score, score_std = mean_std([float(x) for x in use[goal.name]])
         n = len(use)
-    return Point(value, acc, acc_std, loss, loss_std, n, str(use["trial_id"].iloc[0]),
-                 _se(acc, acc_std, n, n_val), pruned, tuple(runs), n_val)
+    accuracy = goal.name == "val_accuracy"
+    floors = [] if accuracy else [float(x) for x in use[f"{goal.name}_se"] if x == x]
+    floor = sum(floors) / len(floors) if floors else math.nan
+    se = _se(score, score_std, n, n_val if accuracy else None, floor)
+    signed = tuple((seed, goal.signed(x)) for seed, x in runs)
+    return Point(value, acc, acc_std, loss, loss_std, n, str(use["trial_id"].iloc[0]), se,
+                 pruned, signed, n_val, goal.name, score, score_std, floor)
 
 
 def _sweep(param: str, default: Any, points: list[Point]) -> Sweep | None:
@@ -252,7 +287,7 @@ def sweeps(study: LoadedStudy) -> list[Sweep]:
         for v in order:  # values may be lists (kernel_sizes) or None (clipnorm)
             hit = rows[rows[param].map(lambda x, v=v: same_setting(x, v))] if len(rows) else rows
             if len(hit):
-                points.append(_point(hit, v, study.sweep, study.n_val))
+                points.append(_point(hit, v, study.sweep, study.n_val, study.goal))
         sweep = _sweep(param, default, points) if points else None
         if sweep is not None:
             out.append(sweep)
@@ -265,15 +300,20 @@ class Recommendation:
     model: str
     values: dict[str, Any]  # the recommended parameter values
     rows: tuple[Sweep, ...]
-    expected_accuracy: float
+    expected: float  # the objective's expected value (val accuracy unless ranked otherwise)
     expected_loss: float
-    expected_se: float  # the noise of the expected val accuracy
+    expected_se: float  # the noise of ``expected``
     basis: str  # "measured (trial N)", or how the numbers relate to an untrained combination
     best_trial: dict[str, Any]  # the best trained configuration (ran to the end)
     notes: tuple[str, ...]
     n_val: int | None = None  # validation texts behind every number
     seeds: int = 1  # seeds behind the expected numbers
     baseline: BaselineCheck | None = None  # set by ``against_baseline``
+    objective: str = "val_accuracy"  # what it ranked by (scores.OBJECTIVES)
+
+    @property
+    def goal(self) -> Objective:
+        return objective(self.objective)
 
 
 @dataclass(frozen=True)
@@ -332,7 +372,7 @@ def best_configuration(study: LoadedStudy) -> Point:
     if not complete:
         raise EmotuneError(f"{study.path} has no trial that ran to the end yet; run or resume "
                            f"its `emotune search` first")
-    return max(complete, key=lambda c: (c.val_accuracy, -c.val_loss))
+    return max(complete, key=lambda c: (c.candidate().mean, -c.val_loss))
 
 
 def against_baseline(study: LoadedStudy, rec: Recommendation,
@@ -368,7 +408,8 @@ def _configurations(study: LoadedStudy) -> list[Point]:
                 break
         else:
             groups.append((values, [i]))
-    return [_point(done.iloc[members], values, True, study.n_val) for values, members in groups]
+    return [_point(done.iloc[members], values, True, study.n_val, study.goal)
+            for values, members in groups]
 
 
 def _configuration_frame(study: LoadedStudy) -> Any:
@@ -376,7 +417,9 @@ def _configuration_frame(study: LoadedStudy) -> Any:
     configuration raced with three seeds counts once, not three times."""
     import pandas as pd
 
+    goal = study.goal.name
     rows = [{**c.value, "val_accuracy": c.val_accuracy, "val_loss": c.val_loss,
+             goal: c.score, f"{goal}_se": c.floor,
              "status": "pruned" if c.pruned else "completed", "trial_id": c.trial_id}
             for c in _configurations(study)]
     return pd.DataFrame(rows)
@@ -387,8 +430,8 @@ def _nearest_default(study: LoadedStudy, configs: list[Point]) -> Point:
     within one SE of the best, the one that changes the fewest defaults, then the one whose
     changes are the fewest steps along each parameter's list of values."""
     complete = [c for c in configs if not c.pruned]
-    best = max(complete, key=lambda c: c.val_accuracy)
-    ties = [c for c in complete if c.val_accuracy >= best.val_accuracy - best.candidate().se]
+    best = max((c.candidate() for c in complete), key=lambda c: c.mean)
+    ties = [c for c in complete if c.candidate().mean >= best.mean - best.se]
 
     def steps(p: str, value: Any) -> float:
         order = list(study.sweep_values.get(p, []))
@@ -398,7 +441,7 @@ def _nearest_default(study: LoadedStudy, configs: list[Point]) -> Point:
 
     def key(c: Point) -> tuple[int, float, float]:
         changed = [p for p in study.params if not same_setting(c.value[p], study.defaults[p])]
-        return len(changed), sum(steps(p, c.value[p]) for p in changed), -c.val_accuracy
+        return len(changed), sum(steps(p, c.value[p]) for p in changed), -c.candidate().mean
 
     return min(ties, key=key)
 
@@ -434,11 +477,14 @@ def recommend(study: LoadedStudy) -> Recommendation:
         raise EmotuneError(f"{study.path} has no trial that ran to the end yet; run or resume "
                            f"its `emotune search` first")
     rows = sweeps(study)
-    best_row = complete.sort_values(["val_accuracy", "val_loss"],
-                                    ascending=[False, True]).iloc[0]
+    goal = study.goal
+    best_row = complete.sort_values([goal.name, "val_loss"],
+                                    ascending=[not goal.maximize, True]).iloc[0]
     best_trial = {"trial_id": str(best_row["trial_id"]),
                   "val_accuracy": float(best_row["val_accuracy"]),
                   "val_loss": float(best_row["val_loss"]),
+                  **({} if goal.name in ("val_accuracy", "val_loss")
+                     else {goal.name: float(best_row[goal.name])}),
                   "values": {p: plain(best_row[p]) for p in PARAMS}}
     configs = _configurations(study)
     notes = []
@@ -456,19 +502,27 @@ def recommend(study: LoadedStudy) -> Recommendation:
     else:  # one-at-a-time, combination untrained: the best chosen change, measured
         changed = [s.chosen for s in rows if s.choice.detectable] or \
             [c for c in configs if not c.pruned]
-        exp = max(changed, key=lambda p: (p.val_accuracy, -p.val_loss))
+        exp = max(changed, key=lambda p: (p.candidate().mean, -p.val_loss))
         seeds = exp.n
         basis = (f"not trained in this study: its best single change was measured at this "
                  f"(trial {exp.trial_id}); gains from separate sweeps need not add up")
         notes.append("Measure the combination with `emotune final-train --project` (or "
                      "`emotune train --config experiments/recommended-<study>.yaml`).")
     n_val = study.n_val
-    if n_val:
+    rule = ("Values within one standard error of the best are ties, and of those the one "
+            "nearest the default is chosen (the one-standard-error rule).")
+    if goal.name != "val_accuracy":
+        known = f" (±{exp.floor:.4f} here)" if not math.isnan(exp.floor) else (
+            " (not recorded by this study's trials: only the seeds' spread counts)")
+        notes.append(f"Ranked by {goal.label}{' (lower is better)' if not goal.maximize else ''}"
+                     f". Noise: one standard error is its bootstrap error over the "
+                     f"{n_val or 'validation'} validation texts{known}, or the seeds' spread "
+                     f"where it is larger. {rule}")
+    elif n_val:
         notes.append(f"Noise: one standard error is the binomial error of an accuracy on "
                      f"{n_val} validation texts (±{binomial_se(exp.val_accuracy, n_val):.4f} "
                      f"at {exp.val_accuracy:.2f}), or the seeds' spread where it is larger. "
-                     f"Values within one standard error of the best are ties, and of those "
-                     f"the one nearest the default is chosen (the one-standard-error rule).")
+                     f"{rule}")
     else:
         notes.append("This study predates recorded validation sizes, so only the seeds' "
                      "spread counts as noise (unknown with one seed: only exact ties); run "
@@ -482,25 +536,28 @@ def recommend(study: LoadedStudy) -> Recommendation:
         notes.append("One seed per value: a new study with --repeats auto (another --project, "
                      "or --overwrite) races more seeds among the values within noise of the "
                      "best.")
-    return Recommendation(study.name, study.model, values, tuple(rows), exp.val_accuracy,
-                          exp.val_loss, exp.se, basis, best_trial, tuple(notes), n_val, seeds)
+    return Recommendation(study.name, study.model, values, tuple(rows), exp.score,
+                          exp.val_loss, exp.se, basis, best_trial, tuple(notes), n_val, seeds,
+                          objective=goal.name)
 
 
 # ---------------------------------------------------------------- joint-search views
 
 
 def history(study: LoadedStudy) -> Any:
-    """Trial order, val accuracy, whether it was pruned, and the best so far among the trials
-    that ran to the end (a pruned trial's lower bound never counts as a best)."""
+    """Trial order, the objective (``study.goal``), whether it was pruned, and the best so far
+    among the trials that ran to the end (a pruned trial's lower bound never counts)."""
+    goal = study.goal
     done = study.done.sort_values("trial_id").reset_index(drop=True)
-    out = done[["trial_id", "val_accuracy"]].copy()
+    out = done[["trial_id", goal.name]].copy()
     out["pruned"] = (done["status"] == "pruned").to_numpy()
-    out["best_so_far"] = out["val_accuracy"].where(~out["pruned"]).cummax().ffill()
+    kept = out[goal.name].where(~out["pruned"])
+    out["best_so_far"] = (kept.cummax() if goal.maximize else kept.cummin()).ffill()
     return out
 
 
 def importance(study: LoadedStudy, seed: int = 0) -> dict[str, float]:
-    """Share of val-accuracy variance each parameter explains (random-forest importance).
+    """Share of the objective's variance each parameter explains (random-forest importance).
 
     Needs at least 4 completed trials; parameters that never varied get 0.
     """
@@ -518,7 +575,7 @@ def importance(study: LoadedStudy, seed: int = 0) -> dict[str, float]:
                     else pd.get_dummies(col.astype(str), prefix=p))
     x = pd.concat(cols, axis=1)
     forest = RandomForestRegressor(n_estimators=200, random_state=seed, min_samples_leaf=1)
-    forest.fit(x.values, done["val_accuracy"].values)
+    forest.fit(x.values, done[study.goal.name].values)
     imp = {p: 0.0 for p in study.params}
     for column, value in zip(x.columns, forest.feature_importances_):
         owner = next(p for p in sorted(imp, key=len, reverse=True)
@@ -532,7 +589,7 @@ def parallel_coordinates(study: LoadedStudy) -> Any:
     """Each completed trial's parameters mapped to [0, 1] (values by their order in the
     search space; values may be lists, as kernel_sizes' are)."""
     done = study.done
-    out = done[["trial_id", "val_accuracy"]].copy()
+    out = done[["trial_id", study.goal.name]].copy()
     for p in study.params:
         order = list(study.sweep_values.get(p, [])) or _distinct(done[p])
         span = max(len(order) - 1, 1)

@@ -65,6 +65,32 @@ class EpochLog(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class ValidationScores(keras.callbacks.Callback):
+    """Validation once per epoch, done here instead of by Keras: one prediction pass over the
+    validation texts and every ``scores.EPOCH_SCORES`` number from it (val loss, accuracy,
+    macro- and weighted-F1, cross-entropy, KL divergence) put into the epoch's logs, where
+    early stopping, pruning, the progress lines and History read them. It must come before
+    them in the callbacks list.
+
+    Args:
+        data: the validation batches (``train.eval_stream``).
+        y: their integer labels, in the same order.
+        smoothing: the label smoothing the loss trains with (the targets of KL divergence).
+    """
+
+    def __init__(self, data: Any, y: Any, smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.data, self.y, self.smoothing = data, y, smoothing
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        from emotune.scores import epoch_scores, mean_loss
+
+        probs = self.model.predict(self.data, verbose=0)
+        loss, _ = mean_loss(self.model.loss, self.y, probs)
+        if logs is not None:
+            logs.update(epoch_scores(self.y, probs, loss, self.smoothing))
+
+
 class GradientProbe(keras.callbacks.Callback):
     """Records, per epoch, the global gradient norm on a fixed batch and the learning rate.
 

@@ -27,6 +27,8 @@ EMBEDDING_MODES = ("frozen", "fine-tuned", "multichannel")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 POOLINGS = ("last", "max", "mean", "attention")
 SCHEDULES = ("constant", "cosine", "linear")
+OBJECTIVES = ("val_accuracy", "val_macro_f1", "val_loss")  # emotune.scores.OBJECTIVES
+MONITORS = ("val_loss", "val_accuracy", "val_macro_f1")  # early stopping
 CLASS_WEIGHTS = ("none", "balanced")
 
 
@@ -114,6 +116,7 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 10
     patience: int = 3
+    monitor: str = "val_loss"  # early stopping watches this: val_loss or an objective
     seed: int = 42
     steps_per_execution: int = 16  # batches per call at most (a divisor of the epoch's steps)
     weight_decay: float = 0.0  # decoupled (AdamW-style) weight decay
@@ -127,6 +130,7 @@ class TrainConfig:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("schedule", self.schedule, SCHEDULES)
         _one_of("class_weight", self.class_weight, CLASS_WEIGHTS)
+        _one_of("monitor", self.monitor, MONITORS)
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         _check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, ">= 0")
         _check(self.focal_gamma >= 0, "focal_gamma", self.focal_gamma, ">= 0 (0 = off)")
@@ -173,6 +177,10 @@ class SearchConfig:
     # name -> values of its one-at-a-time sweep (and its choices in joint searches); the names
     # are those of emotune.space.PARAMS, each sweep's default is the model/train value
     sweeps: dict[str, tuple] = field(default_factory=dict)
+    # What trials are ranked by (emotune.scores.OBJECTIVES): each trial's value at the epoch
+    # early stopping restores; a recommendation's noise is that value's (binomial for
+    # accuracy, bootstrap over the validation texts for macro-F1 and loss).
+    objective: str = "val_accuracy"
     trials: int = 20  # joint searches: at most this many trials
     # Seeds per configuration: "K" trains each with K seeds (mean and std kept); "auto" or
     # "auto:MAX" races them: one seed each, then more (up to MAX, default 3) only for the
@@ -194,6 +202,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         _check(self.trials >= 1, "trials", self.trials, "an integer >= 1")
+        _one_of("objective", self.objective, OBJECTIVES)
         _check(self.workers == "auto" or (self.workers.isdigit() and int(self.workers) >= 1),
                "workers", self.workers, "auto or an integer >= 1")
         _check(_repeats_ok(self.repeats), "repeats", self.repeats,

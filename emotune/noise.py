@@ -27,10 +27,18 @@ def binomial_se(p: float, n: int) -> float:
     return math.sqrt(p * (1.0 - p) / n)
 
 
-def noise(mean: float, seed_std: float, seeds: int, n_val: int) -> float:
-    """The standard error of a value's mean val accuracy: the binomial error on ``n_val`` texts
-    as the floor, the seeds' standard error (``seed_std / sqrt(seeds)``) when it is larger."""
-    floor = binomial_se(mean, n_val)
+def noise(mean: float, seed_std: float, seeds: int, n_val: int | None,
+          floor: float | None = None) -> float:
+    """The standard error of a value's mean over seeds: the measurement error on the
+    validation texts as the floor (``floor`` where given: the bootstrap error of a macro-F1
+    or a loss; else the binomial error of an accuracy on ``n_val`` texts), the seeds'
+    standard error (``seed_std / sqrt(seeds)``) when it is larger. The floor is not divided
+    by the seeds: every seed is measured on the same texts."""
+    if floor is None or math.isnan(floor):
+        if not n_val:
+            return seed_std / math.sqrt(seeds) if seeds > 1 and not math.isnan(seed_std) \
+                else math.nan
+        floor = binomial_se(mean, n_val)
     if seeds < 2 or math.isnan(seed_std):
         return floor
     return max(floor, seed_std / math.sqrt(seeds))
@@ -130,14 +138,17 @@ def contenders(candidates: Sequence[Candidate]) -> list[Candidate]:
     return [best, *close] if close else []
 
 
-def interval95(mean: float, std: float, n: int, n_val: int | None = None
-               ) -> tuple[float, float]:
-    """A 95% interval of a mean over ``n`` seeds: the wider of 1.96 binomial errors on
-    ``n_val`` texts (a known error, so the normal quantile) and Student's t with n - 1 degrees
-    of freedom times the seeds' standard error ``std / sqrt(n)`` (an estimated one); (nan, nan)
-    when neither is known (one seed and no ``n_val``)."""
+def interval95(mean: float, std: float, n: int, n_val: int | None = None,
+               floor: float | None = None) -> tuple[float, float]:
+    """A 95% interval of a mean over ``n`` seeds: the wider of 1.96 measurement errors (the
+    binomial error on ``n_val`` texts, or ``floor``, a bootstrap error; a known error, so the
+    normal quantile) and Student's t with n - 1 degrees of freedom times the seeds' standard
+    error ``std / sqrt(n)`` (an estimated one); (nan, nan) when neither is known (one seed
+    and no measurement error)."""
     halves = []
-    if n_val:
+    if floor is not None and not math.isnan(floor):
+        halves.append(1.96 * floor)
+    elif n_val:
         halves.append(1.96 * binomial_se(mean, n_val))
     if n >= 2 and not math.isnan(std):
         from scipy.stats import t

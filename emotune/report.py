@@ -26,6 +26,7 @@ from emotune.analysis import (
 )
 from emotune.config import plain
 from emotune.results import atomic_write_json, atomic_write_text, trial_history
+from emotune.scores import objective
 from emotune.space import PARAMS, same_setting
 from emotune.tables import render
 
@@ -57,10 +58,15 @@ def pm(mean: float, std: float, n: int) -> str:
     return f"{mean:.4f} ±{std:.4f}" if n > 1 and not math.isnan(std) else f"{mean:.4f}"
 
 
-def acc_cell(p: Point) -> str:
-    """A value's val accuracy as shown: mean ± std over seeds; a pruned one as a lower bound."""
-    return f"≥{p.val_accuracy:.4f} (pruned)" if p.pruned else pm(p.val_accuracy,
-                                                                   p.val_accuracy_std, p.n)
+def score_cell(p: Point) -> str:
+    """A value's objective as shown: mean ± std over seeds; a pruned one as a bound (≥ for
+    accuracy and F1, ≤ for a loss)."""
+    if p.pruned:
+        return f"{'≥' if objective(p.objective).maximize else '≤'}{p.score:.4f} (pruned)"
+    return pm(p.score, p.score_std, p.n)
+
+
+TITLES = {"val_accuracy": "Val Accuracy", "val_macro_f1": "Val Macro-F1", "val_loss": "Val Loss"}
 
 
 def _signed(x: float) -> str:
@@ -86,10 +92,22 @@ def _verdict(s: Sweep) -> str:
 # ---------------------------------------------------------------- recommendations
 
 
-RECOMMENDATION_COLUMNS = ("Hyperparameter", "Choice", "Best Value", "Best Val Accuracy",
-                          "Default's", "Margin", "Noise (1 SE)", "Verdict")
-VALUE_COLUMNS = ("Hyperparameter", "Value", "Val Accuracy", "Seeds", "95% Interval",
-                 "Val Loss", "Role")
+def recommendation_columns(name: str = "val_accuracy") -> tuple[str, ...]:
+    """The printed recommendation's column titles, for objective ``name``."""
+    return ("Hyperparameter", "Choice", "Best Value", f"Best {TITLES[name]}", "Default's",
+            "Margin", "Noise (1 SE)", "Verdict")
+
+
+def value_columns(name: str = "val_accuracy") -> tuple[str, ...]:
+    """The every-value table's column titles: the objective, then val loss (val accuracy
+    where the loss is the objective)."""
+    other = "val_accuracy" if name == "val_loss" else "val_loss"
+    return ("Hyperparameter", "Value", TITLES[name], "Seeds", "95% Interval", TITLES[other],
+            "Role")
+
+
+RECOMMENDATION_COLUMNS = recommendation_columns()  # ranked by val accuracy
+VALUE_COLUMNS = value_columns()
 
 
 def recommendation_rows(rec: Recommendation) -> list[dict[str, str]]:
@@ -97,9 +115,9 @@ def recommendation_rows(rec: Recommendation) -> list[dict[str, str]]:
     rows = []
     for s in rec.rows:
         d = s.default_point
-        rows.append(dict(zip(RECOMMENDATION_COLUMNS, (
+        rows.append(dict(zip(recommendation_columns(rec.objective), (
             LABELS.get(s.param, s.param), fmt(rec.values[s.param]), fmt(s.best.value),
-            f"{acc_cell(s.best)} (n={s.best.n})", "" if d is None else acc_cell(d),
+            f"{score_cell(s.best)} (n={s.best.n})", "" if d is None else score_cell(d),
             _margin(s), _noise(s.best), _verdict(s)))))
     return rows
 
@@ -118,10 +136,11 @@ def value_rows(rec: Recommendation) -> list[dict[str, str]]:
                 if ok]
             if "tie" in role and len(role) > 1:
                 role.remove("tie")
-            rows.append(dict(zip(VALUE_COLUMNS, (
-                LABELS.get(s.param, s.param), fmt(p.value), acc_cell(p), str(p.n),
-                "" if math.isnan(lo) else f"{lo:.4f}–{hi:.4f}",
-                pm(p.val_loss, p.val_loss_std, p.n), ", ".join(role)))))
+            other = (pm(p.val_accuracy, p.val_accuracy_std, p.n) if rec.objective == "val_loss"
+                     else pm(p.val_loss, p.val_loss_std, p.n))
+            rows.append(dict(zip(value_columns(rec.objective), (
+                LABELS.get(s.param, s.param), fmt(p.value), score_cell(p), str(p.n),
+                "" if math.isnan(lo) else f"{lo:.4f}–{hi:.4f}", other, ", ".join(role)))))
     return rows
 
 
@@ -131,16 +150,17 @@ def recommendation_records(rec: Recommendation) -> list[dict[str, Any]]:
     the recommended configuration (its value alone). recommendations.csv/.json and
     ``recommend --format json|csv`` are these."""
     out = []
+    name = rec.objective
     for s in rec.rows:
         d = s.default_point
         paired = s.paired or (math.nan, math.nan, 0)
         out.append({
             "study": rec.study, "parameter": s.param, "searched": True,
             "recommended": plain(rec.values[s.param]), "best_value": plain(s.best.value),
-            "best_val_accuracy": s.best.val_accuracy,
-            "best_val_accuracy_std": s.best.val_accuracy_std, "best_seeds": s.best.n,
+            f"best_{name}": s.best.score,
+            f"best_{name}_std": s.best.score_std, "best_seeds": s.best.n,
             "default": plain(s.default),
-            "default_val_accuracy": math.nan if d is None else d.val_accuracy,
+            f"default_{name}": math.nan if d is None else d.score,
             "margin": s.best_margin, "noise": s.best.se, "verdict": _verdict(s),
             "ties": [plain(t) for t in s.choice.ties],
             "paired_margin": paired[0], "paired_95": paired[1], "paired_seeds": paired[2]})
@@ -156,7 +176,9 @@ def value_records(rec: Recommendation) -> list[dict[str, Any]]:
     for s in rec.rows:
         for p in s.points:
             lo, hi = p.interval
-            out.append({"parameter": s.param, "value": plain(p.value),
+            scores = {} if p.objective == "val_accuracy" else {
+                p.objective: p.score, f"{p.objective}_std": p.score_std}
+            out.append({"parameter": s.param, "value": plain(p.value), **scores,
                         "val_accuracy": p.val_accuracy, "val_accuracy_std": p.val_accuracy_std,
                         "seeds": p.n, "ci95_low": lo, "ci95_high": hi, "noise": p.se,
                         "val_loss": p.val_loss, "pruned": p.pruned,
@@ -178,18 +200,21 @@ def baseline_record(rec: Recommendation) -> dict[str, Any] | None:
 
 def _expected(rec: Recommendation) -> str:
     seeds = f" over {rec.seeds} seeds" if rec.seeds > 1 else ""
-    return (f"val accuracy {rec.expected_accuracy:.4f} ±{rec.expected_se:.4f} (1 SE){seeds}, "
-            f"val loss {rec.expected_loss:.4f}")
+    loss = "" if rec.objective == "val_loss" else f", val loss {rec.expected_loss:.4f}"
+    return f"{rec.goal.label} {rec.expected:.4f} ±{rec.expected_se:.4f} (1 SE){seeds}{loss}"
 
 
 def recommendation_text(rec: Recommendation) -> str:
     """The printed recommendation: one row per parameter, then the combined configuration."""
-    lines = [render(recommendation_rows(rec), RECOMMENDATION_COLUMNS, align="<", sep="   "), ""]
+    lines = [render(recommendation_rows(rec), recommendation_columns(rec.objective), align="<",
+                    sep="   "), ""]
     lines.append("Recommended: " + " ".join(f"{k}={fmt(v)}" for k, v in rec.values.items()))
     lines.append(f"Expected: {_expected(rec)} ({rec.basis})")
     b = rec.best_trial
-    lines.append(f"Best trained: trial {b['trial_id']} val accuracy {b['val_accuracy']:.4f}, "
-                 f"val loss {b['val_loss']:.4f}")
+    extra = (f"{rec.goal.label} {b[rec.objective]:.4f}, "
+             if rec.objective not in ("val_accuracy", "val_loss") else "")
+    lines.append(f"Best trained: trial {b['trial_id']} {extra}val accuracy "
+                 f"{b['val_accuracy']:.4f}, val loss {b['val_loss']:.4f}")
     lines += [f"Note: {n}" for n in rec.notes]
     return "\n".join(lines)
 
@@ -197,15 +222,16 @@ def recommendation_text(rec: Recommendation) -> str:
 def recommendation_markdown(rec: Recommendation) -> str:
     """The text of ``recommendations.md`` (also a section of ``summary.md``)."""
     md = [f"# Recommendations: {rec.study} ({rec.model})\n\n",
-          "Chosen by the one-standard-error rule on validation accuracy: among the values "
+          f"Chosen by the one-standard-error rule on {rec.goal.label}: among the values "
           "within one standard error (Noise) of the best, the one nearest the default. Margin: "
-          "best minus default; \"detectable\" when it exceeds the noise.\n\n",
-          render(recommendation_rows(rec), RECOMMENDATION_COLUMNS, "markdown"),
+          f"how much the best beats the default{'' if rec.goal.maximize else ' (lower loss)'}; "
+          "\"detectable\" when it exceeds the noise.\n\n",
+          render(recommendation_rows(rec), recommendation_columns(rec.objective), "markdown"),
           "\n\n**Recommended:** " + " ".join(f"`{k}={fmt(v)}`" for k, v in rec.values.items()),
           f"\n\nExpected {_expected(rec)} — {rec.basis}.\n"]
     md += [f"\n- {n}" for n in rec.notes]
     md += ["\n\n## Every value (mean ± sample std over seeds)\n\n",
-           render(value_rows(rec), VALUE_COLUMNS, "markdown"), "\n"]
+           render(value_rows(rec), value_columns(rec.objective), "markdown"), "\n"]
     return "".join(md) + "\n"
 
 
@@ -223,7 +249,8 @@ def write_recommendation(rec: Recommendation, out: Path, md: str | None = None) 
                       else md)
     atomic_write_json(out / "recommendations.json", {
         "study": rec.study, "model": rec.model, "recommended": rec.values,
-        "expected_val_accuracy": rec.expected_accuracy, "expected_se": rec.expected_se,
+        "objective": rec.objective,
+        f"expected_{rec.objective}": rec.expected, "expected_se": rec.expected_se,
         "expected_seeds": rec.seeds, "expected_val_loss": rec.expected_loss,
         "basis": rec.basis, "n_val": rec.n_val, "best_trial": rec.best_trial,
         "parameters": rows, "values": value_records(rec), "baseline": baseline_record(rec),
@@ -237,12 +264,15 @@ def write_recommendation(rec: Recommendation, out: Path, md: str | None = None) 
 def _draw_sweep(ax: Any, s: Sweep) -> None:
     """Each value's mean with its noise (1 SE) as error bars; pruned values as hollow lower
     bounds; the one-SE band below the best; the chosen value starred."""
+    goal = objective(s.best.objective)
     xs = [p.value for p in s.points]
-    ys = [p.val_accuracy for p in s.points]
+    ys = [p.score for p in s.points]
     err = [0.0 if p.pruned else p.candidate().se for p in s.points]  # 0: unknown noise
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
     pos = xs if numeric else list(range(len(xs)))
-    band = (s.best.val_accuracy - s.best.candidate().se, s.best.val_accuracy)
+    se = s.best.candidate().se
+    band = ((s.best.score - se, s.best.score) if goal.maximize
+            else (s.best.score, s.best.score + se))
     ax.axhspan(*band, color="gold", alpha=0.25, label="within 1 SE of the best")
     done = [i for i, p in enumerate(s.points) if not p.pruned]
     ax.errorbar([pos[i] for i in done], [ys[i] for i in done], yerr=[err[i] for i in done],
@@ -250,7 +280,8 @@ def _draw_sweep(ax: Any, s: Sweep) -> None:
     cut = [i for i, p in enumerate(s.points) if p.pruned]
     if cut:
         ax.plot([pos[i] for i in cut], [ys[i] for i in cut], marker="^", linestyle="none",
-                markerfacecolor="none", color="grey", label="pruned (lower bound)")
+                markerfacecolor="none", color="grey",
+                label=f"pruned ({'lower' if goal.maximize else 'upper'} bound)")
     chosen = next(i for i, p in enumerate(s.points)
                   if not p.pruned and same_setting(p.value, s.choice.value))
     ax.plot([pos[chosen]], [ys[chosen]], marker="*", color="crimson", markersize=16,
@@ -261,11 +292,12 @@ def _draw_sweep(ax: Any, s: Sweep) -> None:
     else:
         ax.set_xticks(pos, [fmt(x) for x in xs])
         ax.set_xlim(-0.5, len(xs) - 0.5)
-    lo = min(y - e for y, e in zip(ys, err))
-    ax.set_ylim(max(0.0, lo - 0.01), min(1.0, max(y + e for y, e in zip(ys, err)) + 0.01))
+    lo, hi = min(y - e for y, e in zip(ys, err)), max(y + e for y, e in zip(ys, err))
+    if goal.maximize:  # accuracy and F1 live in [0, 1]
+        ax.set_ylim(max(0.0, lo - 0.01), min(1.0, hi + 0.01))
     ax.set_title(LABELS.get(s.param, s.param))
     ax.set_xlabel(s.param)
-    ax.set_ylabel("val accuracy")
+    ax.set_ylabel(goal.label)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=7)
 
@@ -288,14 +320,15 @@ def sweep_figures(rows: list[Sweep], out: Path) -> list[Path]:
         fig.tight_layout()
         paths.append(_save(fig, out / "sweeps.png"))
         fig, ax = plt.subplots(figsize=(6, 0.5 * len(rows) + 1.2))
-        ordered = sorted(rows, key=lambda s: s.chosen.val_accuracy)
+        goal = objective(rows[0].best.objective)
+        ordered = sorted(rows, key=lambda s: s.chosen.candidate().mean)
         ax.barh([f"{LABELS.get(s.param, s.param)} = {fmt(s.choice.value)}" for s in ordered],
-                [s.chosen.val_accuracy for s in ordered],
+                [s.chosen.score for s in ordered],
                 xerr=[s.chosen.se for s in ordered], color="steelblue", capsize=3)
-        lo = min(s.chosen.val_accuracy - s.chosen.se for s in rows)
-        ax.set_xlim(max(0.0, lo - 0.02),
-                    min(1.0, max(s.chosen.val_accuracy + s.chosen.se for s in rows) + 0.01))
-        ax.set_xlabel("val accuracy of the chosen value (±1 SE)")
+        lo = min(s.chosen.score - s.chosen.se for s in rows)
+        hi = max(s.chosen.score + s.chosen.se for s in rows)
+        ax.set_xlim(max(0.0, lo - 0.02), min(1.0, hi + 0.01) if goal.maximize else hi + 0.02)
+        ax.set_xlabel(f"{goal.label} of the chosen value (±1 SE)")
         ax.set_title("Chosen value of each parameter")
         ax.grid(alpha=0.3, axis="x")
         paths.append(_save(fig, out / "chosen_per_param.png"))
@@ -306,18 +339,21 @@ def joint_figures(study: LoadedStudy, out: Path) -> list[Path]:
     plt = _plt()
     paths = []
     h = history(study)
+    goal = study.goal
+    name = goal.name
     if not h.empty:
         fig, ax = plt.subplots(figsize=(6, 3.4))
         x = range(1, len(h) + 1)
         full, cut = h[~h["pruned"]], h[h["pruned"]]
-        ax.plot([x[i] for i in full.index], full["val_accuracy"], "o", alpha=0.6, label="trial")
+        ax.plot([x[i] for i in full.index], full[name], "o", alpha=0.6, label="trial")
         if len(cut):
-            ax.plot([x[i] for i in cut.index], cut["val_accuracy"], "^", color="grey",
-                    markerfacecolor="none", label="pruned (lower bound)")
+            ax.plot([x[i] for i in cut.index], cut[name], "^", color="grey",
+                    markerfacecolor="none",
+                    label=f"pruned ({'lower' if goal.maximize else 'upper'} bound)")
         ax.step(range(1, len(h) + 1), h["best_so_far"], where="post", color="crimson",
                 label="best so far")
         ax.set_xlabel("trial")
-        ax.set_ylabel("val accuracy")
+        ax.set_ylabel(goal.label)
         ax.set_title("Optimisation history")
         ax.legend()
         ax.grid(alpha=0.3)
@@ -325,30 +361,37 @@ def joint_figures(study: LoadedStudy, out: Path) -> list[Path]:
         pc = parallel_coordinates(study)
         fig, ax = plt.subplots(figsize=(7, 3.6))
         cmap = plt.get_cmap("viridis")
-        lo, hi = pc["val_accuracy"].min(), pc["val_accuracy"].max()
-        for _, r in pc.sort_values("val_accuracy").iterrows():
-            t = 0.5 if hi == lo else (r["val_accuracy"] - lo) / (hi - lo)
+        lo, hi = pc[name].min(), pc[name].max()
+        for _, r in pc.sort_values(name, ascending=goal.maximize).iterrows():
+            t = 0.5 if hi == lo else (r[name] - lo) / (hi - lo)
+            t = t if goal.maximize else 1 - t  # the brightest is the best
             ax.plot(list(study.params), [r[p] for p in study.params], color=cmap(t), alpha=0.7)
         ax.set_yticks([0, 1], ["first value", "last value"])
-        ax.set_title(f"Parallel coordinates (colour: val accuracy {lo:.3f}–{hi:.3f})")
+        ax.set_title(f"Parallel coordinates (colour: {goal.label} {lo:.3f}–{hi:.3f})")
         paths.append(_save(fig, out / "parallel.png"))
     imp = importance(study)
     if imp:
         fig, ax = plt.subplots(figsize=(6, 0.45 * len(imp) + 1.2))
         names = list(imp)[::-1]
         ax.barh(names, [imp[n] for n in names], color="steelblue")
-        ax.set_xlabel("share of val-accuracy variance explained (random forest)")
+        ax.set_xlabel(f"share of {goal.label} variance explained (random forest)")
         ax.set_title("Hyperparameter importance")
         paths.append(_save(fig, out / "importance.png"))
     return paths
 
 
 def curves_figure(study: LoadedStudy, out: Path, limit: int = 30) -> list[Path]:
-    """Per-trial training curves (first seed), small multiples."""
+    """Per-trial curves (first seed), small multiples: the objective on validation per epoch
+    with its noise band (±1 SE: an accuracy's binomial error, or the trial's bootstrap error
+    of macro-F1 or loss), and its training counterpart where there is one."""
+    from emotune.noise import binomial_se
+
     plt = _plt()
     done = study.done.sort_values("trial_id").head(limit)
     if done.empty:
         return []
+    goal = study.goal
+    train = {"val_accuracy": "accuracy", "val_loss": "loss"}.get(goal.name)
     cols = min(5, len(done))
     nrows = math.ceil(len(done) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.4 * nrows), squeeze=False,
@@ -358,8 +401,20 @@ def curves_figure(study: LoadedStudy, out: Path, limit: int = 30) -> list[Path]:
         if h.empty:
             continue
         h = h[h["seed"] == h["seed"].iloc[0]]
-        ax.plot(h["epoch"], h["accuracy"], label="train")
-        ax.plot(h["epoch"], h["val_accuracy"], label="val")
+        if goal.name not in h:  # a history from before per-epoch F1
+            continue
+        if train:
+            ax.plot(h["epoch"], h[train], label="train")
+        ax.plot(h["epoch"], h[goal.name], label="val", color="tab:orange")
+        values = h[goal.name].to_numpy()
+        if goal.name == "val_accuracy" and study.n_val:
+            band = [binomial_se(v, study.n_val) for v in values]
+        else:
+            se = row.get(f"{goal.name}_se", math.nan)
+            band = [se] * len(values)
+        if not any(math.isnan(b) for b in band):
+            ax.fill_between(h["epoch"], values - band, values + band, color="tab:orange",
+                            alpha=0.2, label="±1 SE")
         label = " ".join(f"{p}={fmt(row[p])}" for p in study.params
                          if row[p] != study.defaults[p]) or "default"
         ax.set_title(f"{row['trial_id']}: {label}", fontsize=8)
@@ -368,7 +423,7 @@ def curves_figure(study: LoadedStudy, out: Path, limit: int = 30) -> list[Path]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.supxlabel("epoch")
-    fig.supylabel("accuracy")
+    fig.supylabel(goal.label.removeprefix("val "))
     fig.tight_layout()
     return [_save(fig, out / "curves.png")]
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from emotune.provenance import provenance
 from emotune.report import _plt, _save
 from emotune.results import atomic_write_json, atomic_write_text
@@ -49,9 +51,30 @@ def final_markdown(e: FinalEvaluation) -> str:
           "## Per class\n\n", per_class,
           "\n\n## Confusion matrix (rows: true label; counts)\n\n", counts,
           "\n\n## Confusion matrix (row percent)\n\n", percent,
-          "\n\n![confusion](confusion.png)\n",
-          "" if e.history is None else "![curves](curves.png)\n"]
+          "\n\n![confusion](confusion.png)\n"]
+    if e.history is not None:
+        md += ["\n## Per epoch (validation)\n\n", epoch_table(e.history),
+               "\n\n![curves](curves.png)\n"]
     return "".join(md)
+
+
+EPOCH_COLUMNS = {"epoch": "epoch", "loss": "train loss", "accuracy": "train acc",
+                 "val_loss": "val loss", "val_accuracy": "val acc",
+                 "val_macro_f1": "val macro-F1", "val_weighted_f1": "val weighted-F1",
+                 "val_cross_entropy": "val CE", "val_kl": "val KL",
+                 "grad_norm": "grad norm", "learning_rate": "lr", "seconds": "s"}
+
+
+def epoch_table(history: Any) -> str:
+    """The per-epoch history as a Markdown table (the columns it has; older histories lack
+    F1 and KL). KL equals the cross-entropy unless label smoothing is on."""
+    cols = [c for c in EPOCH_COLUMNS if c in history.columns]
+    four = "{:.4f}".format
+    cells = {c: four for c in cols if c not in ("epoch", "learning_rate", "seconds")}
+    cells.update({"epoch": lambda v: str(int(v)), "learning_rate": "{:.3g}".format,
+                  "seconds": "{:.1f}".format})
+    return render(history[cols].to_dict("records"), cols, "markdown",
+                  headers={c: EPOCH_COLUMNS[c] for c in cols}, cells=cells)
 
 
 def write_final_report(out: Path, e: FinalEvaluation) -> list[Path]:
@@ -109,9 +132,12 @@ def confusion_figure(m: SplitMetrics, labels: list[str], path: Path) -> Path:
 
 
 def training_curves_figure(history: Any, path: Path) -> Path:
-    """Loss, accuracy, gradient norm and learning rate per epoch."""
+    """Loss, accuracy, val macro-/weighted-F1, val KL divergence (with the cross-entropy
+    where smoothing makes them differ), gradient norm and learning rate per epoch; the
+    panels the history has columns for."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    scores = "val_macro_f1" in history.columns
+    fig, axes = plt.subplots(1, 6 if scores else 4, figsize=(24 if scores else 16, 3.4))
     e = history["epoch"]
     axes[0].plot(e, history["loss"], label="train")
     axes[0].plot(e, history["val_loss"], label="val")
@@ -119,10 +145,21 @@ def training_curves_figure(history: Any, path: Path) -> Path:
     axes[1].plot(e, history["accuracy"], label="train")
     axes[1].plot(e, history["val_accuracy"], label="val")
     axes[1].set_title("accuracy")
-    axes[2].plot(e, history["grad_norm"], color="purple")
-    axes[2].set_title("gradient norm (512 training rows)")
-    axes[3].plot(e, history["learning_rate"], color="gray")
-    axes[3].set_title("learning rate")
+    if scores:
+        axes[2].plot(e, history["val_macro_f1"], label="macro")
+        axes[2].plot(e, history["val_weighted_f1"], label="weighted")
+        axes[2].set_title("val F1")
+        axes[2].legend()
+        axes[3].plot(e, history["val_kl"], label="KL", color="teal")
+        if not np.allclose(history["val_kl"], history["val_cross_entropy"]):
+            axes[3].plot(e, history["val_cross_entropy"], label="cross-entropy",
+                         color="gray", linestyle="--")
+            axes[3].legend()
+        axes[3].set_title("val KL divergence")
+    axes[-2].plot(e, history["grad_norm"], color="purple")
+    axes[-2].set_title("gradient norm (512 training rows)")
+    axes[-1].plot(e, history["learning_rate"], color="gray")
+    axes[-1].set_title("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

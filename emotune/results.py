@@ -24,8 +24,10 @@ from typing import Any
 from emotune.errors import EmotuneError
 
 KT_DIR = "kt"
-METRICS = ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch", "epochs_run",
+METRICS = ("val_accuracy", "val_loss", "val_macro_f1", "val_weighted_f1", "val_kl",
+           "val_accuracy_se", "val_macro_f1_se", "val_loss_se", "best_epoch", "epochs_run",
            "train_accuracy", "train_loss", "seconds")
+BY_SEED = ("val_accuracy", "val_loss", "val_macro_f1")  # each seed's, and their spread
 KT_STATUS = {"RUNNING": "running", "IDLE": "running", "COMPLETED": "completed",
              "INVALID": "failed", "FAILED": "failed", "STOPPED": "failed"}
 
@@ -148,11 +150,11 @@ def trial_row(trial_dir: Path) -> dict[str, Any]:
     for m in METRICS:
         vals = [r[m] for r in per_seed if r.get(m) is not None]
         row[m] = sum(vals) / len(vals) if vals else math.nan
-        if m in ("val_accuracy", "val_loss"):
+        if m in BY_SEED:
             row[f"{m}_std"] = _std(vals)
     row["seconds"] = sum(r.get("seconds", 0.0) for r in per_seed) if per_seed else math.nan
     row["seeds"] = " ".join(str(r["seed"]) for r in per_seed)
-    for m in ("val_accuracy", "val_loss"):  # each seed's, for paired and pooled numbers
+    for m in BY_SEED:  # each seed's, for paired and pooled numbers
         row[f"{m}_by_seed"] = " ".join(f"{r[m]:.6g}" for r in per_seed if r.get(m) is not None)
     row["sweeps"] = " ".join(mine.get("sweeps", []))
     return row
@@ -257,15 +259,20 @@ def trial_model_path(project: Path, trial_id: str) -> Path:
                        f"every trial's model")
 
 
-def finished_curves(project: Path, like: dict[str, Any] | None = None) -> list[list[float]]:
-    """Per epoch, the objective each completed trial (its first seed) would have reported had
-    it stopped there (``search.reported_so_far``), for the pruning rule; with ``like``, only of
-    the trials with those parameter values."""
+def finished_curves(project: Path, like: dict[str, Any] | None = None,
+                    objective: str = "val_accuracy", monitor: str = "val_loss"
+                    ) -> list[list[float]]:
+    """Per epoch, the ``objective`` each completed trial (its first seed) would have reported
+    had it stopped there (``search.reported_so_far``, at its best ``monitor`` epoch so far),
+    signed so that higher is better (a loss negated), for the pruning rule; with ``like``,
+    only of the trials with those parameter values."""
     import pandas as pd
 
+    from emotune.scores import objective as find
     from emotune.search import reported_so_far
     from emotune.space import same_setting
 
+    goal = find(objective)
     curves = []
     for d in trial_dirs(project):
         record = read_trial_record(d)
@@ -275,8 +282,11 @@ def finished_curves(project: Path, like: dict[str, Any] | None = None) -> list[l
         if record.get("status") == "completed" and (d / "history.csv").is_file():
             h = pd.read_csv(d / "history.csv")
             h = h[h["seed"] == h["seed"].iloc[0]]
-            loss = h["val_loss"] if "val_loss" in h else [math.nan] * len(h)
-            curves.append(reported_so_far(h["val_accuracy"].tolist(), list(loss)))
+            if objective not in h:
+                continue  # a history from before per-epoch F1
+            watch = h[monitor] if monitor in h else [math.nan] * len(h)
+            values = [goal.signed(v) for v in h[objective]]
+            curves.append(reported_so_far(values, list(watch), monitor != "val_loss"))
     return curves
 
 

@@ -35,7 +35,6 @@ from emotune.results import (
 from emotune.space import SearchSpace
 
 STRATEGIES = ("grid", "bayesian", "random", "hyperband")
-OBJECTIVE = "val_accuracy"
 RACING_NEEDS = ("--repeats auto races seeds among a fixed set of values: use it with --param "
                 "(sweeps) or --strategy grid, and --repeats K with bayesian, random or "
                 "hyperband")
@@ -53,6 +52,7 @@ class StudySpec:
     sample: int | None
     prune: bool
     race: int = 0  # --repeats auto[:MAX]: at most this many seeds per value; 0 = no racing
+    objective: str = "val_accuracy"  # what trials are ranked by (scores.OBJECTIVES)
 
     @property
     def sweep(self) -> bool:
@@ -65,7 +65,8 @@ class StudySpec:
     def describe(self) -> str:
         what = (f"one-at-a-time sweep of {', '.join(self.params)}" if self.sweep
                 else f"{self.strategy} search over {', '.join(self.params)}")
-        return f"{self.model}: {what}"
+        ranked = "" if self.objective == "val_accuracy" else f", ranked by {self.objective}"
+        return f"{self.model}: {what}{ranked}"
 
 
 def parse_budget(text: str | None) -> float | None:
@@ -83,25 +84,31 @@ def parse_budget(text: str | None) -> float | None:
 # ---------------------------------------------------------------- pruning (a pure rule)
 
 
-def reported_so_far(val_accuracy: list[float], val_loss: list[float]) -> list[float]:
-    """Per epoch, the val accuracy a trial would report if it stopped there: that of its
-    lowest val loss so far, the epoch whose weights early stopping restores. The quantity
-    the pruning rule compares is the objective a finished trial reports."""
-    out, best_loss, at_best = [], math.inf, math.nan
-    for acc, loss in zip(val_accuracy, val_loss):
-        if not math.isnan(loss) and (loss < best_loss or math.isnan(at_best)):
-            best_loss, at_best = loss, acc
+def reported_so_far(values: list[float], monitored: list[float],
+                    monitor_max: bool = False) -> list[float]:
+    """Per epoch, the objective (``values``) a trial would report if it stopped there: that of
+    its best monitored epoch so far (lowest val loss by default; highest with
+    ``monitor_max``), the epoch whose weights early stopping restores. The quantity the
+    pruning rule compares is the objective a finished trial reports."""
+    out, best, at_best = [], math.nan, math.nan
+    for value, m in zip(values, monitored):
+        better = math.isnan(best) or (m > best if monitor_max else m < best)
+        if not math.isnan(m) and (better or math.isnan(at_best)):
+            best, at_best = m, value
         out.append(at_best)
     return out
 
 
 def should_prune(epoch: int, value: float, finished: list[list[float]], warmup: int,
-                 min_trials: int, n_val: int | None = None, z: float = 0.0) -> bool:
+                 min_trials: int, n_val: int | None = None, z: float = 0.0,
+                 se: float | None = None) -> bool:
     """Median stopping, noise-aware: after ``warmup`` epochs, stop a trial whose objective so
-    far (``value``, ``reported_so_far``) trails the median of the finished trials' objective
-    at that epoch (Optuna's MedianPruner rule) by more than ``z`` standard errors of the
-    difference, each the binomial error of an accuracy on ``n_val`` validation texts. With
-    ``z`` 0 (or no ``n_val``) any shortfall stops it.
+    far (``value``, ``reported_so_far``; higher is better, a loss comes negated) trails the
+    median of the finished trials' objective at that epoch (Optuna's MedianPruner rule) by
+    more than ``z`` standard errors of the difference. Each side's standard error is ``se``
+    when given (the bootstrap error of macro-F1 or loss on the validation texts), else the
+    binomial error of an accuracy on ``n_val`` texts. With ``z`` 0 (or no noise known) any
+    shortfall stops it.
 
     ``finished`` holds each finished trial's per-epoch objective; only trials that reached
     ``epoch`` count, and at least ``min_trials`` of them are needed.
@@ -115,28 +122,39 @@ def should_prune(epoch: int, value: float, finished: list[list[float]], warmup: 
         return False
     bar = statistics.median(at_epoch)
     margin = 0.0
-    if n_val and z > 0:
+    if z > 0 and se is not None and not math.isnan(se):
+        margin = z * math.hypot(se, se)
+    elif z > 0 and n_val:
         margin = z * math.hypot(binomial_se(value, n_val), binomial_se(bar, n_val))
     return value < bar - margin
 
 
 def median_stopping(finished: list[list[float]] | Callable[[], list[list[float]]],
-                    warmup: int, min_trials: int, n_val: int | None = None, z: float = 0.0
+                    warmup: int, min_trials: int, n_val: int | None = None, z: float = 0.0,
+                    *, objective: str = "val_accuracy", monitor: str = "val_loss",
+                    se: float | Callable[[], float | None] | None = None
                     ) -> Callable[[int, dict], bool]:
-    """The per-epoch pruning hook of one trial: it follows the trial's objective so far.
-    ``finished`` is the finished trials' curves, or a function giving them as they are at
-    each epoch (with several workers, trials finish while this one runs)."""
-    accs: list[float] = []
-    losses: list[float] = []
+    """The per-epoch pruning hook of one trial: it follows the trial's ``objective`` at its
+    best ``monitor`` epoch so far. ``finished`` is the finished trials' curves (signed:
+    higher is better), or a function giving them as they are at each epoch (with several
+    workers, trials finish while this one runs); ``se`` (or a function giving it) is the
+    objective's standard error where it is not an accuracy."""
+    from emotune.scores import objective as find
+
+    goal, watch = find(objective), monitor
+    values: list[float] = []
+    monitored: list[float] = []
 
     def rule(epoch: int, logs: dict) -> bool:
-        accs.append(logs.get("val_accuracy", math.nan))
-        losses.append(logs.get("val_loss", math.nan))
+        values.append(goal.signed(logs.get(objective, math.nan)))
+        monitored.append(logs.get(watch, math.nan))
         if epoch < warmup:
             return False
-        value = reported_so_far(accs, losses)[-1]
+        value = reported_so_far(values, monitored, watch != "val_loss")[-1]
         curves = finished() if callable(finished) else finished
-        return should_prune(epoch, value, curves, warmup, min_trials, n_val, z)
+        noise = se() if callable(se) else se
+        return should_prune(epoch, value, curves, warmup, min_trials,
+                            n_val if objective == "val_accuracy" else None, z, noise)
 
     return rule
 

@@ -220,8 +220,10 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
         callbacks: tuple[Any, ...] = ()) -> TrainResult:
     """Train ``config`` on ``prepared`` (nothing is read from disk here); evaluate on val.
 
-    Early stopping on val loss (patience ``train.patience``) restores the best epoch's
-    weights, and the metrics are that epoch's.
+    Early stopping on ``train.monitor`` (val loss by default; patience ``train.patience``)
+    restores the best epoch's weights, and the metrics are that epoch's. Every epoch is
+    validated once (``callbacks.ValidationScores``): the history has the training loss and
+    accuracy and every ``scores.EPOCH_SCORES`` number per epoch.
 
     Args:
         config: the settings; ``config.train`` says how to train.
@@ -234,7 +236,9 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
         callbacks: more Keras callbacks.
 
     Returns:
-        A ``TrainResult``: the model, the per-epoch history, the val metrics, and whether
+        A ``TrainResult``: the model, the per-epoch history, the val metrics at the restored
+        epoch (the ``EPOCH_SCORES``, with ``val_loss`` the plain cross-entropy there, and the
+        bootstrap standard errors ``val_accuracy_se``, ``val_macro_f1_se``, ...), and whether
         ``on_epoch`` stopped it.
 
     Raises:
@@ -242,24 +246,28 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     """
     import keras
     import pandas as pd
-    from sklearn.metrics import f1_score
 
-    from emotune.callbacks import EpochLog
+    from emotune.callbacks import EpochLog, ValidationScores
+    from emotune.scores import bootstrap_se, epoch_scores
 
     tc = config.train
     if model is None:
         model = new_model(config, prepared, embedding)
     steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)
     progress = EpochLog(tc.epochs, steps, prefix, on_epoch)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=tc.patience,
+    maximize = tc.monitor != "val_loss"  # val accuracy and macro-F1: higher is better
+    stop = keras.callbacks.EarlyStopping(monitor=tc.monitor, patience=tc.patience,
+                                         mode="max" if maximize else "min",
                                          restore_best_weights=True)
     y_val = prepared.val.labels
+    # Validation is one prediction pass per epoch in ValidationScores (not Keras's own), so
+    # that F1 and KL come from the same predictions as the loss and accuracy.
+    scores = ValidationScores(eval_stream(prepared.val), y_val, tc.label_smoothing)
     start = time.perf_counter()
     with released_custom_gradients():
         hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed, tc.epochs),
                          steps_per_epoch=steps, epochs=tc.epochs,
-                         validation_data=eval_stream(prepared.val),
-                         callbacks=[progress, stop, *callbacks], verbose=0,
+                         callbacks=[scores, progress, stop, *callbacks], verbose=0,
                          class_weight=class_weights(tc, prepared))
     seconds = time.perf_counter() - start
     if progress.nan_epoch is not None:
@@ -271,14 +279,14 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     history = pd.DataFrame(hist.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     history["seconds"] = progress.seconds[: len(history)]
-    best = int(history["val_loss"].idxmin())
-    probs = predict_probs(model, prepared.val)
-    pred = probs.argmax(axis=1)
+    best = int(history[tc.monitor].idxmax() if maximize else history[tc.monitor].idxmin())
+    probs = predict_probs(model, prepared.val)  # the restored best epoch's weights
+    plain_ce = keras.losses.sparse_categorical_crossentropy(y_val, probs).numpy()
+    at_best = epoch_scores(y_val, probs, float(plain_ce.mean()), tc.label_smoothing)
+    noise = bootstrap_se(y_val, probs, plain_ce.astype(np.float64))
     metrics = {
-        "val_accuracy": float((pred == y_val).mean()),
-        "val_loss": float(keras.losses.sparse_categorical_crossentropy(y_val, probs).numpy()
-                          .mean()),
-        "val_macro_f1": float(f1_score(y_val, pred, average="macro")),
+        **at_best,  # val_loss here: plain cross-entropy, comparable across loss settings
+        **{f"{k}_se": v for k, v in noise.items()},
         "best_epoch": best + 1,
         "epochs_run": len(history),
         "train_accuracy": float(history["accuracy"].iloc[best]),

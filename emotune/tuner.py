@@ -27,7 +27,8 @@ from emotune.errors import ConfigError, TrainingError
 from emotune.noise import Candidate, contenders, mean_std, noise
 from emotune.progress import log
 from emotune.provenance import provenance
-from emotune.search import OBJECTIVE, RACING_NEEDS, StudySpec, median_stopping
+from emotune.scores import Objective, objective
+from emotune.search import RACING_NEEDS, StudySpec, median_stopping
 from emotune.space import PARAMS, POINT, REPEAT, SearchSpace, hp_values, sweeps_of
 
 Trainer = Callable[..., Any]  # (config, model=..., on_epoch=..., prefix=...) -> TrainResult
@@ -93,6 +94,7 @@ class EmotuneTuner(BaseTuner):
                  project: Path, n_val: int, keep_models: bool = False,
                  budget_s: float | None = None) -> None:
         self.study, self.space, self.project = study, hypermodel.space, project
+        self.goal = objective(study.objective)
         self.n_val = n_val  # validation texts: the pruning rule's noise
         self.keep_models, self.budget_s = keep_models, budget_s
         self.started = time.monotonic()
@@ -161,7 +163,7 @@ class EmotuneTuner(BaseTuner):
         results.write_trial_record(trial_dir, record)
         self.trained_now += 1
         histories, pruned = [], False
-        best_model, best_acc = None, -1.0
+        best_model, best_score = None, -math.inf
         repeat = hp.values.get(REPEAT, 0)  # racing: this trial is the value's extra seed
         for k in range(self.study.repeats):
             seed = config.train.seed + repeat + k
@@ -169,13 +171,19 @@ class EmotuneTuner(BaseTuner):
             record["runs"].append({"seed": seed, **result.metrics})
             pruned = pruned or result.stopped_by_hook
             histories.append(result.history.assign(seed=seed))
-            if result.metrics["val_accuracy"] > best_acc:
-                best_model, best_acc = result.model, result.metrics["val_accuracy"]
+            score = self.goal.signed(result.metrics[self.goal.name])
+            if best_model is None or score > best_score:
+                best_model, best_score = result.model, score
         results.write_trial_history(trial_dir, histories)
         record["status"] = "pruned" if pruned else "completed"
         results.write_trial_record(trial_dir, record)
         self._last_model = best_model
         return _mean_metrics(record["runs"], pruned)
+
+    def _best(self, frame: Any) -> Any:
+        """The row of ``frame`` with the best objective."""
+        column = frame[self.goal.name]
+        return frame.loc[column.idxmax() if self.goal.maximize else column.idxmin()]
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_end(trial)  # the oracle records it
@@ -191,10 +199,11 @@ class EmotuneTuner(BaseTuner):
         done = frame[frame["status"].isin(["completed", "pruned"])]
         complete = done[done["status"] == "completed"]
         pruned = " (pruned: a lower bound)" if row["status"] == "pruned" else ""
+        name = self.goal.name
         so_far = "no trial ran to the end yet" if complete.empty else (
-            f"best so far {complete[OBJECTIVE].max():.4f} "
-            f"(trial {complete.loc[complete[OBJECTIVE].idxmax(), 'trial_id']})")
-        log(f"  val_acc {row[OBJECTIVE]:.4f}{pruned} in {row['seconds']:.0f}s; {so_far}, "
+            f"best so far {self._best(complete)[name]:.4f} "
+            f"(trial {self._best(complete)['trial_id']})")
+        log(f"  {self.goal.label} {row[name]:.4f}{pruned} in {row['seconds']:.0f}s; {so_far}, "
             f"{len(done)} trials done")
         model, self._last_model = self._last_model, None
         if model is None:
@@ -203,10 +212,10 @@ class EmotuneTuner(BaseTuner):
             self.save_model(trial.trial_id, model)
         if complete.empty:
             return
-        best = complete.loc[complete[OBJECTIVE].idxmax()]
+        best = self._best(complete)
         if best["trial_id"] == trial.trial_id:
             results.save_best_model(self.project, model, trial.trial_id,
-                                    {OBJECTIVE: float(row[OBJECTIVE]),
+                                    {name: float(row[name]),
                                      "hyperparameters": {k: plain(row[k]) for k in PARAMS}})
 
     def save_model(self, trial_id: str, model: Any, step: int = 0) -> None:
@@ -248,6 +257,7 @@ class EmotuneTuner(BaseTuner):
         # stopped at epoch 2 though three of them end above the default.
         like = hp_values(self.space.base) if self.study.sweep else None
         min_trials = 1 if self.study.sweep else cfg.prune_min_trials  # the default's curve
+        goal, monitor = self.goal.name, self.space.base.train.monitor
 
         def finished() -> list[list[float]]:
             # Read again until there is a bar: with several workers the default (or enough
@@ -255,18 +265,37 @@ class EmotuneTuner(BaseTuner):
             # default's curve, never changes once read; a median does, so a joint search
             # reads the finished trials at every epoch it checks.
             if self._curves is None or not self.study.sweep or len(self._curves) < min_trials:
-                self._curves = results.finished_curves(self.project, like)
+                self._curves = results.finished_curves(self.project, like, goal, monitor)
             return self._curves
 
+        known: dict[str, float | None] = {}
+
+        def se() -> float | None:
+            # macro-F1 and loss: the median bootstrap error of the finished trials (read
+            # until one has it); accuracy uses each value's binomial error instead
+            if goal == "val_accuracy":
+                return None
+            if known.get("se") is None:
+                frame, column = results.load_trials(self.project), f"{goal}_se"
+                done = (frame.loc[frame["status"] == "completed", column].dropna()
+                        if len(frame) and column in frame else [])
+                known["se"] = float(done.median()) if len(done) else None
+            return known["se"]
+
         return median_stopping(finished, cfg.prune_warmup, min_trials, self.n_val,
-                               cfg.prune_z)
+                               cfg.prune_z, objective=goal, monitor=monitor, se=se)
+
+
+REPORTED = ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch",
+            "val_accuracy_se", "val_loss_se", "val_macro_f1_se")
 
 
 def _mean_metrics(runs: list[dict[str, Any]], pruned: bool) -> dict[str, float]:
-    """The objective and its companions for KerasTuner: means over the trial's seeds, and
-    whether it was pruned (its objective then a lower bound, which racing must know)."""
+    """The objectives and their companions for KerasTuner: means over the trial's seeds (the
+    bootstrap errors where a run has them), and whether it was pruned (its objective then a
+    lower bound, which racing must know)."""
     out = {m: sum(r[m] for r in runs) / len(runs)
-           for m in ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch")}
+           for m in REPORTED if all(r.get(m) is not None for r in runs)}
     return {**out, "pruned": float(pruned)}
 
 
@@ -385,7 +414,7 @@ class RacingOracle(ResumableGridOracle):
             # a race starts once every value of it has been tried
             waiting = {g for v in self.untaken(**{REPEAT: 0})[0] for g in self.space.groups(v)}
         seed = _race_values(self.trials.values(), self.race, self.n_val, self.space.groups,
-                            self.expected_cost, waiting)
+                            self.expected_cost, waiting, objective(self.objective.name))
         if first is not None and seed is not None and self.cost is not None:
             # the longer expected; on a tie the untried value (max keeps the first)
             return self._answer(max((first, seed), key=self.expected_cost))
@@ -402,15 +431,21 @@ def _race_key(values: dict[str, Any]) -> str:
 def _race_values(trials: Any, race: int, n_val: int,
                  groups: Callable[[dict[str, Any]], list[str]],
                  cost: Callable[[dict[str, Any]], float] = lambda values: 0.0,
-                 waiting: set[str] = frozenset()) -> dict[str, Any] | None:
+                 waiting: set[str] = frozenset(), goal: Objective | None = None
+                 ) -> dict[str, Any] | None:
     """The next racing trial's values, or None: see ``RacingOracle``. Races in ``waiting``
     still have values to try. Of the contenders with a seed to go, the one with the fewest
-    seeds, then the longest expected (``cost``), then the first tried."""
+    seeds, then the longest expected (``cost``), then the first tried. Values are compared
+    on ``goal`` (val accuracy by default; a loss negated), with its noise: binomial for
+    accuracy, the trials' bootstrap error otherwise."""
+    goal = goal or objective(None)
+    floor_of = None if goal.name == "val_accuracy" else f"{goal.name}_se"
     points: dict[str, dict[str, Any]] = {}
     for trial in sorted(trials, key=lambda t: t.trial_id):
         values = dict(trial.hyperparameters.values)
         p = points.setdefault(_race_key(values), {
-            "values": values, "accs": [], "pruned": False, "running": False, "taken": set(),
+            "values": values, "accs": [], "ses": [], "pruned": False, "running": False,
+            "taken": set(),
             "first_done": False, "order": len(points)})
         repeat = values.get(REPEAT, 0)
         p["taken"].add(repeat)
@@ -421,8 +456,10 @@ def _race_values(trials: Any, race: int, n_val: int,
         if trial.status == "COMPLETED":
             if trial.metrics.exists("pruned") and trial.metrics.get_last_value("pruned"):
                 p["pruned"] = True
-            elif trial.metrics.exists(OBJECTIVE):
-                p["accs"].append(trial.metrics.get_last_value(OBJECTIVE))
+            elif trial.metrics.exists(goal.name):
+                p["accs"].append(goal.signed(trial.metrics.get_last_value(goal.name)))
+                if floor_of and trial.metrics.exists(floor_of):
+                    p["ses"].append(trial.metrics.get_last_value(floor_of))
     by_group: dict[str, list[dict[str, Any]]] = {}
     for p in points.values():
         for g in groups(p["values"]):
@@ -435,8 +472,9 @@ def _race_values(trials: Any, race: int, n_val: int,
         for p in members:
             if p["accs"]:
                 mean, std = mean_std(p["accs"])
-                cands[id(p)] = Candidate(id(p), mean, noise(mean, std, len(p["accs"]), n_val),
-                                         p["pruned"])
+                floor = sum(p["ses"]) / len(p["ses"]) if p["ses"] else None
+                se = noise(mean, std, len(p["accs"]), n_val, floor)
+                cands[id(p)] = Candidate(id(p), mean, se, p["pruned"])
         racing = [p for p in members if id(p) in {c.value for c in contenders(
             list(cands.values()))}]
         for p in racing:
@@ -451,12 +489,13 @@ def make_oracle(study: StudySpec, config: Config, space: SearchSpace | None = No
                 n_val: int | None = None) -> kt.Oracle:
     """The Oracle of ``study``: the resumable grid for sweeps and grid searches (racing with
     ``study.race``), KerasTuner's own for the Bayesian, random and Hyperband strategies."""
-    objective = kt.Objective(OBJECTIVE, direction="max")
+    goal = objective(study.objective)
     # KerasTuner stops a search after N consecutive FailedTrialErrors (default 3). Those are
     # each one trial's own failure (a sweep of high learning rates may diverge several times
     # in a row), and emotune records them and goes on; an error that would fail every trial
     # is a FatalError and stops the search at once.
-    common = {"objective": objective, "seed": config.train.seed,
+    common = {"objective": kt.Objective(goal.name, "max" if goal.maximize else "min"),
+              "seed": config.train.seed,
               "max_consecutive_failed_trials": 10**6}
     if study.racing:
         if not (study.sweep or study.strategy == "grid") or study.repeats != 1:

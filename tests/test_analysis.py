@@ -52,7 +52,7 @@ def test_recommendation_is_measured_when_that_configuration_was_trained(sweep_st
     assert rec.values["lr"] == 0.001 and rec.values["dropout"] == 0.4
     assert rec.values["units"] == 128  # not searched: the default
     assert rec.basis.startswith("measured")  # dropout=0.4 alone was trained in its sweep
-    assert rec.expected_accuracy == pytest.approx(rec.best_trial["val_accuracy"])
+    assert rec.expected == pytest.approx(rec.best_trial["val_accuracy"])
     text = recommendation_text(rec)
     assert "Recommended: lr=0.001 batch_size=32 units=128 dropout=0.4 optimizer=adam" in text
     assert [line.split() for line in text.splitlines()[1:4]] == [
@@ -103,7 +103,7 @@ def test_a_pruned_trial_is_a_lower_bound_and_never_chosen():
     (row,) = rec.rows
     assert row.best.value == 0.5 and row.choice.value == 0.5 == rec.values["dropout"]
     assert [p.pruned for p in row.points] == [False, True, False]  # 0.2, 0.35, 0.5
-    assert rec.expected_accuracy == 0.9405 and rec.best_trial["trial_id"] == "0000"
+    assert rec.expected == 0.9405 and rec.best_trial["trial_id"] == "0000"
     md = recommendation_markdown(rec)
     assert "| Dropout | 0.35 | ≥0.9410 (pruned) | 1 |" in md
     assert any("lower bounds" in n for n in rec.notes)
@@ -154,8 +154,8 @@ def test_an_untrained_combination_is_not_given_invented_numbers(tmp_path):
     assert rec.values["lr"] == 0.001 and rec.values["dropout"] == 0.4
     assert rec.basis.startswith("not trained in this study")
     best_single = max(s.best.val_accuracy for s in rec.rows)
-    assert rec.expected_accuracy == pytest.approx(best_single)  # measured, not a sum
-    assert rec.expected_accuracy == pytest.approx(rec.best_trial["val_accuracy"])
+    assert rec.expected == pytest.approx(best_single)  # measured, not a sum
+    assert rec.expected == pytest.approx(rec.best_trial["val_accuracy"])
 
 
 def test_ties_keep_the_default_by_the_one_se_rule(tmp_path):

@@ -33,11 +33,12 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
                    help="K: train every configuration with K seeds, keep mean and std; auto: "
                         "race seeds, one per value, then more (up to MAX, default 3) only for "
                         "the values still within noise of the best (sweeps and grid)")
+    add_objective_options(p)
     p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=None,
                    help="on by default (search.prune): after search.prune_warmup epochs, "
-                        "stop a trial whose objective so far (val accuracy at its best val "
-                        "loss) trails the bar at the same epoch by more than search.prune_z "
-                        "standard errors: in one-at-a-time sweeps the default "
+                        "stop a trial whose objective so far (its value at the best "
+                        "monitored epoch) trails the bar at the same epoch by more than "
+                        "search.prune_z standard errors: in one-at-a-time sweeps the default "
                         "configuration's; in grid, bayesian and random searches the median "
                         "of the finished trials (once search.prune_min_trials have "
                         "finished). A pruned trial is a lower bound, never a recommendation; "
@@ -58,6 +59,39 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
 
 def _overwrite_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
+
+
+def add_objective_options(p: argparse.ArgumentParser, monitor: bool = True) -> None:
+    """--objective (what trials are ranked by) and --monitor (what early stopping watches)."""
+    from emotune.config import OBJECTIVES
+
+    p.add_argument("--objective", choices=OBJECTIVES,
+                   help="rank trials by this validation number at each trial's early-stopping "
+                        "epoch (search.objective, default val_accuracy); val_macro_f1 weighs "
+                        "rare labels as much as common ones. Its noise: binomial for "
+                        "accuracy, bootstrap over the validation texts for macro-F1 and loss")
+    if monitor:
+        p.add_argument("--monitor", choices=("val_loss", "objective"),
+                       help="what early stopping watches (train.monitor): val_loss (the "
+                            "default) or the objective (--patience epochs without a better "
+                            "value)")
+
+
+def objective_settings(args: argparse.Namespace, objective: str | None = None
+                       ) -> dict[str, Any]:
+    """The --set pairs that --objective and --monitor stand for. ``--monitor objective``
+    watches --objective, else ``objective`` (a study's), else the default."""
+    from emotune.scores import DEFAULT_OBJECTIVE
+
+    out: dict[str, Any] = {}
+    if getattr(args, "objective", None):
+        out["search.objective"] = args.objective
+    monitor = getattr(args, "monitor", None)
+    if monitor == "objective":  # the objective's own name (val_loss for the loss)
+        monitor = getattr(args, "objective", None) or objective or DEFAULT_OBJECTIVE
+    if monitor:
+        out["train.monitor"] = monitor
+    return out
 
 
 def study_from_args(args: argparse.Namespace, config: Any) -> Any:
@@ -83,7 +117,7 @@ def study_from_args(args: argparse.Namespace, config: Any) -> Any:
         raise EmotuneError(RACING_NEEDS)
     prune = config.search.prune and strategy != "hyperband"  # hyperband budgets epochs itself
     return StudySpec(config.model.type, tuple(params), strategy, trials, repeats,
-                     args.sample, prune, race)
+                     args.sample, prune, race, config.search.objective)
 
 
 class Search(Command):
@@ -122,6 +156,7 @@ class Search(Command):
                 extra[key] = value
         if args.prune is not None:
             extra["search.prune"] = args.prune
+        extra.update(objective_settings(args))
         workers = getattr(args, "workers", None)
         if workers is not None:
             if workers != "auto" and not (workers.isdigit() and int(workers) >= 1):

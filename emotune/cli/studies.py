@@ -10,21 +10,27 @@ from typing import Any
 from emotune.cli.base import Command, add_config_options, load_config
 from emotune.errors import EmotuneError
 
-RECOMMEND_COLUMNS = ["study", "parameter", "searched", "recommended", "best_value",
-                     "best_val_accuracy", "best_val_accuracy_std", "best_seeds", "default",
-                     "default_val_accuracy", "margin", "noise", "verdict", "ties",
-                     "paired_margin", "paired_95", "paired_seeds"]  # as recommendations.csv
+
+def recommend_columns(objective: str = "val_accuracy") -> list[str]:
+    """The columns of recommendations.csv (and ``recommend --format csv``), for objective."""
+    return ["study", "parameter", "searched", "recommended", "best_value",
+            f"best_{objective}", f"best_{objective}_std", "best_seeds", "default",
+            f"default_{objective}", "margin", "noise", "verdict", "ties",
+            "paired_margin", "paired_95", "paired_seeds"]
 
 
-def _recommendations(projects: list[str], out: Any, baseline: bool) -> list[tuple[Any, Any]]:
-    """Each study and its recommendation; with ``baseline``, set against the cached TF-IDF +
-    logistic regression baseline of its dataset (computed on first use)."""
+
+def _recommendations(projects: list[str], out: Any, baseline: bool,
+                     objective: str | None = None) -> list[tuple[Any, Any]]:
+    """Each study and its recommendation (ranked by ``objective``, else by each study's
+    own); with ``baseline``, set against the cached TF-IDF + logistic regression baseline
+    of its dataset (computed on first use)."""
     from emotune.analysis import against_baseline, load_study, recommend
     from emotune.baseline import study_baselines
 
     pairs = []
     for path in projects:
-        study = load_study(path)
+        study = load_study(path, objective)
         rec = recommend(study)
         if baseline:
             try:
@@ -38,6 +44,16 @@ def _recommendations(projects: list[str], out: Any, baseline: bool) -> list[tupl
                 rec = against_baseline(study, rec, found)
         pairs.append((study, rec))
     return pairs
+
+
+def _add_objective_option(parser: argparse.ArgumentParser) -> None:
+    from emotune.config import OBJECTIVES
+
+    parser.add_argument("--objective", choices=OBJECTIVES,
+                        help="rank by this instead of the objective the study searched with "
+                             "(val_accuracy unless its search said --objective); its noise: "
+                             "binomial for accuracy, the trials' bootstrap error for "
+                             "macro-F1 and loss")
 
 
 def _add_baseline_option(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +76,8 @@ def _header(study: Any, reports: Path) -> str:
     dirty = " (with uncommitted changes)" if who["dirty"] else ""
     return (f"Written by `{who['command']}` at commit {who['commit']}{dirty}, "
             f"{who['written']}, on {who['cpu']} ({who['simd']}).\n"
-            f"Chosen from study {study.name} by the one-standard-error rule on validation "
-            f"accuracy; see {reports / study.name / 'recommendations.md'}.")
+            f"Chosen from study {study.name} by the one-standard-error rule on "
+            f"{study.goal.label}; see {reports / study.name / 'recommendations.md'}.")
 
 
 class Recommend(Command):
@@ -86,6 +102,7 @@ class Recommend(Command):
         parser.add_argument("--config-out", metavar="FILE",
                             help="write the configuration here instead of "
                                  "<experiments-dir>/recommended-<study>.yaml (one study only)")
+        _add_objective_option(parser)
         _add_baseline_option(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
@@ -103,7 +120,13 @@ class Recommend(Command):
         if args.config_out and len(args.project) > 1:
             raise EmotuneError("--config-out names one file: give one --project with it")
         records, documents = [], []
-        for study, rec in _recommendations(args.project, self.out, args.baseline):
+        pairs = _recommendations(args.project, self.out, args.baseline, args.objective)
+        objectives = {rec.objective for _, rec in pairs}
+        if self.out.machine and len(objectives) > 1:
+            raise EmotuneError(f"these studies rank by different objectives "
+                               f"({', '.join(sorted(objectives))}); add --objective to rank "
+                               f"them alike in one table")
+        for study, rec in pairs:
             kind = "one-at-a-time sweeps" if study.sweep else study.strategy
             self.out.note(f"== {study.name} ({study.model}, {kind}, {_trial_count(study.done)})")
             if not self.out.machine:
@@ -121,14 +144,14 @@ class Recommend(Command):
             documents.append({
                 "study": study.name, "model": study.model, "search": kind,
                 "trials": len(study.done), "recommended": rec.values,
-                "expected_val_accuracy": rec.expected_accuracy,
+                "objective": rec.objective, f"expected_{rec.objective}": rec.expected,
                 "expected_se": rec.expected_se, "expected_val_loss": rec.expected_loss,
                 "basis": rec.basis, "n_val": rec.n_val, "best_trial": rec.best_trial,
                 "parameters": [{k: v for k, v in r.items() if k != "study"} for r in rows],
                 "values": value_records(rec), "baseline": baseline_record(rec),
                 "notes": list(rec.notes), "config": str(exp)})
         if self.out.machine:
-            self.out.records(records, RECOMMEND_COLUMNS, document=documents,
+            self.out.records(records, recommend_columns(objectives.pop()), document=documents,
                              cells=dict.fromkeys(("recommended", "best_value", "default"), fmt))
         return 0
 
@@ -151,12 +174,13 @@ class Report(Command):
         parser.add_argument("--reports-dir", default="reports", metavar="DIR")
         parser.add_argument("--out", metavar="DIR",
                             help="report folder (default: reports/<study>)")
+        _add_objective_option(parser)
         _add_baseline_option(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
         from emotune.report import write_report
 
-        pairs = _recommendations(args.project, self.out, args.baseline)
+        pairs = _recommendations(args.project, self.out, args.baseline, args.objective)
         studies, recs = [p[0] for p in pairs], [p[1] for p in pairs]
         name = studies[0].name if len(studies) == 1 else "compare-" + "-".join(
             s.name for s in studies)

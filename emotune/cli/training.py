@@ -15,6 +15,7 @@ from emotune.cli.base import (
     import_tensorflow_quietly,
     load_config,
 )
+from emotune.cli.searching import add_objective_options, objective_settings
 from emotune.errors import EmotuneError
 
 
@@ -115,6 +116,7 @@ class FinalTrain(Command):
         parser.add_argument("--overwrite", action="store_true",
                             help="replace an existing bundle and its report (only once the "
                                  "new one is trained: a failed run leaves the old one)")
+        add_objective_options(parser)
         add_config_options(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
@@ -132,11 +134,13 @@ class FinalTrain(Command):
             check_seeds(args.seeds)
         extra: dict[str, Any] = {} if args.seed is None else {"train.seed": args.seed}
         if args.project:
-            study = load_study(args.project)
+            study = load_study(args.project, args.objective)
             base = recommended_config(study, recommend(study))
+            extra.update(objective_settings(args, study.goal.name))
             config = override(base, {**cli_overrides(args), **extra})
             name = args.name or study.name
         else:
+            extra.update(objective_settings(args))
             config = load_config(args, extra)
             name = args.name or Path(args.config).stem
         refuse_existing(Path(args.models_dir) / name, args.overwrite)

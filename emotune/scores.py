@@ -1,0 +1,158 @@
+"""Scores of predicted class probabilities against the labels: what every epoch logs, what a
+search can rank by (``OBJECTIVES``), and how noisy each is on the validation texts.
+
+Pure numpy over one split's labels and probabilities; the same numbers scikit-learn gives
+(tests/test_scores.py), without its per-call overhead, so they can be taken every epoch.
+
+Cross-entropy and KL divergence are measured against the targets the loss trains on: one-hot,
+or smoothed (``(1 - e) one-hot + e / K``) with label smoothing ``e``. KL = cross-entropy minus
+the targets' entropy, so the two are equal with one-hot targets and differ exactly when
+smoothing is on (by that constant entropy). ``val_loss`` is the training loss itself (with
+focal weighting when that is on), which is what early stopping watches by default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON], as Keras's losses do
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A validation number a search ranks by."""
+
+    name: str  # its column in trials.csv and history.csv
+    maximize: bool
+    label: str  # in tables and notes
+
+    def better(self, a: float, b: float) -> bool:
+        """``a`` is better than ``b``."""
+        return a > b if self.maximize else a < b
+
+    def signed(self, value: float) -> float:
+        """The value with higher always better (a loss negated)."""
+        return value if self.maximize else -value
+
+
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
+    Objective("val_accuracy", True, "val accuracy"),
+    Objective("val_macro_f1", True, "val macro-F1"),
+    Objective("val_loss", False, "val loss"),
+)}
+DEFAULT_OBJECTIVE = "val_accuracy"
+
+# Logged for every epoch (history.csv), in this order.
+EPOCH_SCORES = ("val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1",
+                "val_cross_entropy", "val_kl")
+
+
+def objective(name: str | None) -> Objective:
+    """The objective called ``name`` (None: the default); unknown names raise ValueError."""
+    name = name or DEFAULT_OBJECTIVE
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}: expected one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name]
+
+
+def f1_from_counts(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Macro- and weighted-F1 from per-class counts (last axis: classes; leading axes: e.g.
+    bootstrap resamples). Classes neither in the labels nor in the predictions do not count,
+    and F1 is 0 where a class was never predicted or never present (scikit-learn's
+    ``zero_division=0`` over the labels it sees)."""
+    denom = predicted + actual
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=float), where=denom > 0)
+    seen = denom > 0
+    macro = (f1 * seen).sum(-1) / np.maximum(seen.sum(-1), 1)
+    weighted = (f1 * actual).sum(-1) / np.maximum(actual.sum(-1), 1)
+    return macro, weighted
+
+
+def target_entropy(smoothing: float, num_classes: int) -> float:
+    """The entropy of a smoothed one-hot target (0 without smoothing), in nats."""
+    if not smoothing:
+        return 0.0
+    hi = 1 - smoothing + smoothing / num_classes
+    lo = smoothing / num_classes
+    return -(hi * math.log(hi) + (num_classes - 1) * lo * math.log(lo))
+
+
+def cross_entropies(y: np.ndarray, probs: np.ndarray, smoothing: float = 0.0) -> np.ndarray:
+    """Per text, the cross-entropy from its (smoothed) one-hot target to ``probs``."""
+    k = probs.shape[1]
+    logp = np.log(np.clip(probs.astype(np.float64), EPSILON, 1 - EPSILON))
+    true = logp[np.arange(len(y)), y]
+    if not smoothing:
+        return -true
+    return -((1 - smoothing) * true + smoothing / k * logp.sum(axis=1))
+
+
+def epoch_scores(y: np.ndarray, probs: np.ndarray, loss: float, smoothing: float = 0.0
+                 ) -> dict[str, float]:
+    """Every ``EPOCH_SCORES`` number of one pass over validation.
+
+    Args:
+        y: integer labels (n).
+        probs: predicted probabilities (n x classes).
+        loss: the training loss's mean over these texts (``val_loss``).
+        smoothing: the label smoothing the loss trains with.
+    """
+    k = probs.shape[1]
+    pred = probs.argmax(axis=1)
+    hit = pred == y
+    tp = np.bincount(y[hit], minlength=k).astype(float)
+    macro, weighted = f1_from_counts(tp, np.bincount(pred, minlength=k).astype(float),
+                                     np.bincount(y, minlength=k).astype(float))
+    ce = float(cross_entropies(y, probs, smoothing).mean())
+    return {"val_loss": float(loss), "val_accuracy": float(hit.mean()),
+            "val_macro_f1": float(macro), "val_weighted_f1": float(weighted),
+            "val_cross_entropy": ce, "val_kl": ce - target_entropy(smoothing, k)}
+
+
+def bootstrap_se(y: np.ndarray, probs: np.ndarray, losses: np.ndarray | None = None,
+                 resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Bootstrap standard errors over the validation texts (Efron & Tibshirani 1993): each
+    score recomputed on ``resamples`` resamples of the texts drawn with replacement, and the
+    standard deviation taken. Macro-F1 has no simple binomial error like accuracy's, so this
+    is its noise; accuracy's bootstrap error agrees with the binomial one.
+
+    Args:
+        losses: per-text losses, for the SE of ``val_loss`` (omitted without them).
+
+    Returns:
+        ``{"val_accuracy": se, "val_macro_f1": se, "val_weighted_f1": se[, "val_loss": se]}``.
+    """
+    n, k = probs.shape
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, n, size=(resamples, n))
+    # how often each text was drawn in each resample (resamples x n)
+    weights = np.bincount((rows + n * np.arange(resamples)[:, None]).ravel(),
+                          minlength=resamples * n).reshape(resamples, n).astype(float)
+    pred = probs.argmax(axis=1)
+    hit = (pred == y).astype(float)
+    onehot_pred, onehot_y = np.eye(k)[pred], np.eye(k)[y]
+    tp = weights @ (onehot_y * hit[:, None])
+    macro, weighted = f1_from_counts(tp, weights @ onehot_pred, weights @ onehot_y)
+    out = {"val_accuracy": float((weights @ hit / n).std(ddof=1)),
+           "val_macro_f1": float(macro.std(ddof=1)),
+           "val_weighted_f1": float(weighted.std(ddof=1))}
+    if losses is not None:
+        out["val_loss"] = float((weights @ losses / n).std(ddof=1))
+    return out
+
+
+def mean_loss(loss: Any, y: np.ndarray, probs: np.ndarray) -> tuple[float, np.ndarray]:
+    """The compiled loss (a Keras loss name or ``Loss`` object) per text and its mean."""
+    import keras
+
+    if isinstance(loss, keras.losses.Loss):
+        values = loss.call(y, probs)  # per text: without the Loss's reduction
+    else:
+        values = keras.losses.get(loss)(y, probs)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    return float(values.mean()), values
