@@ -315,11 +315,21 @@ def worker_memory(args) -> None:
                     rss.setdefault(pid, []).append((done, kb / 1024))
         if proc.returncode:
             raise SystemExit(f"the study failed ({proc.returncode}): {' '.join(cmd)}")
-    tenth = args.worker_memory // 10
+    # RSS moves by tens of MB within a trial (a wide model's graph, its optimizer slots), so
+    # compare like with like: the median of a worker's samples while trials 10-19 were being
+    # written against the median over the last ten trials
+    import statistics
+
+    n = args.worker_memory
     for pid, marks in rss.items():
-        early = next((mb for done, mb in marks if done >= tenth), marks[0][1])
-        print(f"worker {pid}: {early:.0f} MB after {tenth} trials, {marks[-1][1]:.0f} MB at "
-              f"the end ({marks[-1][0]} trials written): growth {marks[-1][1] - early:+.0f} MB")
+        early = [mb for done, mb in marks if n // 10 <= done < 2 * n // 10]
+        late = [mb for done, mb in marks if done >= n - 10]
+        if not early or not late:
+            continue
+        a, b = statistics.median(early), statistics.median(late)
+        print(f"worker {pid}: median {a:.0f} MB over trials {n // 10}-{2 * n // 10 - 1} "
+              f"({len(early)} samples), {b:.0f} MB over the last 10 ({len(late)} samples): "
+              f"growth {b - a:+.0f} MB; peak {max(mb for _, mb in marks):.0f} MB")
 
 
 if __name__ == "__main__":

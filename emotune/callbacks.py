@@ -59,7 +59,8 @@ class EpochLog(keras.callbacks.Callback):
         log(f"{self.prefix}epoch {epoch + 1:>2}/{self.epochs}  "
             f"loss {logs.get('loss', math.nan):.4f}  acc {logs.get('accuracy', math.nan):.4f}  "
             f"val_loss {logs.get('val_loss', math.nan):.4f}  "
-            f"val_acc {logs.get('val_accuracy', math.nan):.4f}  {self.seconds[-1]:.1f}s")
+            f"val_acc {logs.get('val_accuracy', math.nan):.4f}  "
+            f"val_f1 {logs.get('val_macro_f1', math.nan):.4f}  {self.seconds[-1]:.1f}s")
         if self.on_epoch is not None and self.on_epoch(epoch + 1, logs):
             self.stopped_by_hook = True
             self.model.stop_training = True
@@ -81,11 +82,20 @@ class ValidationScores(keras.callbacks.Callback):
     def __init__(self, data: Any, y: Any, smoothing: float = 0.0) -> None:
         super().__init__()
         self.data, self.y, self.smoothing = data, y, smoothing
+        self._forward: Any = None
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        # The forward pass compiled once per fit; Keras's predict() would set up its own
+        # iterator, callbacks and loop every epoch (benchmarks/RESULTS.md: the scores' cost).
+        model = self.model
+        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        import numpy as np
+
         from emotune.scores import epoch_scores, mean_loss
 
-        probs = self.model.predict(self.data, verbose=0)
+        probs = np.concatenate([self._forward(x).numpy() for x, _ in self.data])
         loss, _ = mean_loss(self.model.loss, self.y, probs)
         if logs is not None:
             logs.update(epoch_scores(self.y, probs, loss, self.smoothing))

@@ -26,7 +26,7 @@ from emotune.analysis import (
 )
 from emotune.config import plain
 from emotune.results import atomic_write_json, atomic_write_text, trial_history
-from emotune.scores import objective
+from emotune.scores import objective, per_epoch
 from emotune.space import PARAMS, same_setting
 from emotune.tables import render
 
@@ -401,12 +401,13 @@ def curves_figure(study: LoadedStudy, out: Path, limit: int = 30) -> list[Path]:
         if h.empty:
             continue
         h = h[h["seed"] == h["seed"].iloc[0]]
-        if goal.name not in h:  # a history from before per-epoch F1
+        column = per_epoch(goal.name)  # a loss: the plain cross-entropy per epoch
+        if column not in h:  # a history from before per-epoch scores
             continue
         if train:
             ax.plot(h["epoch"], h[train], label="train")
-        ax.plot(h["epoch"], h[goal.name], label="val", color="tab:orange")
-        values = h[goal.name].to_numpy()
+        ax.plot(h["epoch"], h[column], label="val", color="tab:orange")
+        values = h[column].to_numpy()
         if goal.name == "val_accuracy" and study.n_val:
             band = [binomial_se(v, study.n_val) for v in values]
         else:

@@ -177,7 +177,8 @@ def load_trials(project: str | Path) -> Any:
         One row per trial, by trial id: ``trial_id``, ``status`` (running, completed, pruned,
         failed), ``reason``, every tunable parameter, the metrics (mean over seeds:
         ``val_accuracy``, ``val_loss``, ``val_macro_f1``, ``best_epoch``, ...), their
-        ``*_std`` over seeds, ``seconds``, ``seeds`` and ``sweeps``: the columns of trials.csv.
+        ``*_std`` over seeds, ``seconds``, ``seeds``, ``sweeps`` and ``objective`` (what the
+        study ranks by): the columns of trials.csv.
 
     Raises:
         EmotuneError: ``project`` is not a study folder, or a trial file is damaged.
@@ -196,6 +197,10 @@ def load_trials(project: str | Path) -> Any:
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame = frame.sort_values("trial_id", kind="stable").reset_index(drop=True)
+        # what the study ranks its trials by (val_accuracy for studies from before objectives)
+        study = project / "study.json"
+        record = read_json(study) if study.is_file() else {}
+        frame["objective"] = record.get("study", {}).get("objective", "val_accuracy")
     return frame
 
 
@@ -269,6 +274,7 @@ def finished_curves(project: Path, like: dict[str, Any] | None = None,
     import pandas as pd
 
     from emotune.scores import objective as find
+    from emotune.scores import per_epoch
     from emotune.search import reported_so_far
     from emotune.space import same_setting
 
@@ -282,10 +288,11 @@ def finished_curves(project: Path, like: dict[str, Any] | None = None,
         if record.get("status") == "completed" and (d / "history.csv").is_file():
             h = pd.read_csv(d / "history.csv")
             h = h[h["seed"] == h["seed"].iloc[0]]
-            if objective not in h:
-                continue  # a history from before per-epoch F1
+            column = per_epoch(objective)
+            if column not in h:
+                continue  # a history from before per-epoch scores
             watch = h[monitor] if monitor in h else [math.nan] * len(h)
-            values = [goal.signed(v) for v in h[objective]]
+            values = [goal.signed(v) for v in h[column]]
             curves.append(reported_so_far(values, list(watch), monitor != "val_loss"))
     return curves
 
@@ -293,9 +300,13 @@ def finished_curves(project: Path, like: dict[str, Any] | None = None,
 def top(frame: Any, n: int = 5, objective: str = "val_accuracy") -> Any:
     """The ``n`` best trials, best first: those that ran to the end, then pruned ones (their
     numbers are lower bounds, so they never rank above a measured one)."""
+    from emotune.scores import objective as find
+
     if frame.empty:
         return frame
+    goal = find(objective)
     done = frame[frame["status"].isin(["completed", "pruned"])]
+    keys = ["_cut", goal.name] + ([] if goal.name == "val_loss" else ["val_loss"])
+    order = [True, not goal.maximize] + ([] if goal.name == "val_loss" else [True])
     return done.assign(_cut=done["status"] == "pruned").sort_values(
-        ["_cut", objective, "val_loss"], ascending=[True, False, True]).drop(
-        columns="_cut").head(n)
+        keys, ascending=order).drop(columns="_cut").head(n)

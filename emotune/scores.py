@@ -8,7 +8,10 @@ Cross-entropy and KL divergence are measured against the targets the loss trains
 or smoothed (``(1 - e) one-hot + e / K``) with label smoothing ``e``. KL = cross-entropy minus
 the targets' entropy, so the two are equal with one-hot targets and differ exactly when
 smoothing is on (by that constant entropy). ``val_loss`` is the training loss itself (with
-focal weighting when that is on), which is what early stopping watches by default.
+smoothing and focal weighting when those are on), which is what early stopping watches by
+default; ``val_nll`` is the plain cross-entropy to the one-hot labels (the negative
+log-likelihood), equal to ``val_loss`` with neither, and comparable across loss settings: it is
+what the ``val_loss`` objective ranks by (``per_epoch``).
 """
 
 from __future__ import annotations
@@ -48,7 +51,14 @@ DEFAULT_OBJECTIVE = "val_accuracy"
 
 # Logged for every epoch (history.csv), in this order.
 EPOCH_SCORES = ("val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1",
-                "val_cross_entropy", "val_kl")
+                "val_cross_entropy", "val_kl", "val_nll")
+
+
+def per_epoch(name: str) -> str:
+    """The history.csv column that follows objective ``name`` epoch by epoch: the trial's
+    ``val_loss`` is the plain cross-entropy, which per epoch is ``val_nll`` (``val_loss`` there
+    is the training loss, smoothed or focal when those are on)."""
+    return "val_nll" if name == "val_loss" else name
 
 
 def objective(name: str | None) -> Objective:
@@ -103,15 +113,19 @@ def epoch_scores(y: np.ndarray, probs: np.ndarray, loss: float, smoothing: float
         smoothing: the label smoothing the loss trains with.
     """
     k = probs.shape[1]
+    if not np.isfinite(probs).all():  # a diverged model: no score is meaningful
+        return {key: (float(loss) if key == "val_loss" else math.nan) for key in EPOCH_SCORES}
     pred = probs.argmax(axis=1)
     hit = pred == y
     tp = np.bincount(y[hit], minlength=k).astype(float)
     macro, weighted = f1_from_counts(tp, np.bincount(pred, minlength=k).astype(float),
                                      np.bincount(y, minlength=k).astype(float))
     ce = float(cross_entropies(y, probs, smoothing).mean())
+    nll = ce if not smoothing else float(cross_entropies(y, probs).mean())
     return {"val_loss": float(loss), "val_accuracy": float(hit.mean()),
             "val_macro_f1": float(macro), "val_weighted_f1": float(weighted),
-            "val_cross_entropy": ce, "val_kl": ce - target_entropy(smoothing, k)}
+            "val_cross_entropy": ce, "val_kl": ce - target_entropy(smoothing, k),
+            "val_nll": nll}
 
 
 def bootstrap_se(y: np.ndarray, probs: np.ndarray, losses: np.ndarray | None = None,

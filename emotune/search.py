@@ -140,21 +140,25 @@ def median_stopping(finished: list[list[float]] | Callable[[], list[list[float]]
     workers, trials finish while this one runs); ``se`` (or a function giving it) is the
     objective's standard error where it is not an accuracy."""
     from emotune.scores import objective as find
+    from emotune.scores import per_epoch
 
-    goal, watch = find(objective), monitor
+    goal, watch, column = find(objective), monitor, per_epoch(objective)
+    accuracy = objective == "val_accuracy"
     values: list[float] = []
     monitored: list[float] = []
 
     def rule(epoch: int, logs: dict) -> bool:
-        values.append(goal.signed(logs.get(objective, math.nan)))
+        values.append(goal.signed(logs.get(column, math.nan)))
         monitored.append(logs.get(watch, math.nan))
         if epoch < warmup:
             return False
         value = reported_so_far(values, monitored, watch != "val_loss")[-1]
         curves = finished() if callable(finished) else finished
         noise = se() if callable(se) else se
+        if not accuracy and z > 0 and noise is None:
+            return False  # macro-F1 or loss: no pruning until a finished trial gives its noise
         return should_prune(epoch, value, curves, warmup, min_trials,
-                            n_val if objective == "val_accuracy" else None, z, noise)
+                            n_val if accuracy else None, z, noise)
 
     return rule
 
@@ -198,6 +202,11 @@ def _check_resumable(project: Path, record: dict[str, Any]) -> dict[str, Any]:
                 if f.default is not dataclasses.MISSING}  # fields newer than the study
     saved_study = {**defaults, **saved_record.get("study", {})}
     saved = flatten({**{k: saved_record.get(k) for k in COMPARED}, "study": saved_study})
+    # settings newer than the study: it ran with their defaults
+    base = Config().to_dict()
+    base.pop("search")
+    for key, value in flatten({"base_config": json.loads(json.dumps(base))}).items():
+        saved.setdefault(key, value)
     new = flatten(json.loads(json.dumps({k: record[k] for k in COMPARED})))
     diff = sorted(k for k in set(saved) | set(new)
                   if saved.get(k) != new.get(k) and k not in RELOCATABLE)

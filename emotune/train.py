@@ -284,6 +284,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     plain_ce = keras.losses.sparse_categorical_crossentropy(y_val, probs).numpy()
     at_best = epoch_scores(y_val, probs, float(plain_ce.mean()), tc.label_smoothing)
     noise = bootstrap_se(y_val, probs, plain_ce.astype(np.float64))
+    at_best.pop("val_nll")  # the same number as val_loss here
     metrics = {
         **at_best,  # val_loss here: plain cross-entropy, comparable across loss settings
         **{f"{k}_se": v for k, v in noise.items()},

@@ -473,7 +473,8 @@ def _race_values(trials: Any, race: int, n_val: int,
             if p["accs"]:
                 mean, std = mean_std(p["accs"])
                 floor = sum(p["ses"]) / len(p["ses"]) if p["ses"] else None
-                se = noise(mean, std, len(p["accs"]), n_val, floor)
+                se = noise(mean, std, len(p["accs"]),
+                           n_val if goal.name == "val_accuracy" else None, floor)
                 cands[id(p)] = Candidate(id(p), mean, se, p["pruned"])
         racing = [p for p in members if id(p) in {c.value for c in contenders(
             list(cands.values()))}]

@@ -80,3 +80,25 @@ def test_bad_yaml_names_file_and_line(tmp_path):
 def test_scientific_notation_without_a_dot_is_a_number():
     c = build_config(overrides=parse_sets(["lr=1e-4", "units=1e2"]))
     assert c.train.lr == 1e-4 and c.model.units == 100
+
+
+def test_the_defaults_file_names_no_key_twice():
+    import yaml
+
+    from emotune.config import DEFAULTS_FILE
+
+    class Strict(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+            assert len(keys) == len(set(keys)), f"a key twice in {DEFAULTS_FILE}: {keys}"
+            return super().construct_mapping(node, deep=deep)
+
+    yaml.load(DEFAULTS_FILE.read_text(), Loader=Strict)
+
+
+def test_objectives_agree_between_config_and_scores():
+    from emotune.config import MONITORS, OBJECTIVES
+    from emotune.scores import OBJECTIVES as SCORED
+
+    assert set(OBJECTIVES) == set(SCORED)
+    assert set(MONITORS) == {"val_loss", *(o for o in SCORED if SCORED[o].maximize)}

@@ -85,6 +85,7 @@ def test_a_study_searched_with_an_objective_ranks_by_it_and_records_it(tmp_path)
     assert recommend(loaded).values["lr"] == 0.005
     trials = pd.read_csv(path / "trials.csv")
     assert {"val_macro_f1", "val_macro_f1_std", "val_macro_f1_se"} <= set(trials.columns)
+    assert set(trials["objective"]) == {"val_macro_f1"}
 
 
 def test_loss_is_ranked_lowest_first(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -401,6 +402,23 @@ def test_moving_the_data_folder_does_not_block_a_resume(tmp_path):
     again = FakeTrainer()
     out = run(tmp_path, study(["optimizer"]), again, sets=["data.path=/new/place"])
     assert again.calls == [] and len(out.trials) == 3
+
+
+def test_a_study_from_before_newer_settings_resumes(tmp_path):
+    # study.json of a study made before train.monitor, search.objective and
+    # train.steps_per_execution's new default: it ran with the defaults of those settings
+    run(tmp_path, study(["optimizer"]), FakeTrainer())
+    path = tmp_path / "study" / "study.json"
+    record = json.loads(path.read_text())
+    del record["base_config"]["train"]["monitor"]
+    del record["study"]["objective"]
+    record["base_config"]["train"]["steps_per_execution"] = 1
+    path.write_text(json.dumps(record))
+    again = FakeTrainer()
+    out = run(tmp_path, study(["optimizer"]), again)
+    assert again.calls == [] and len(out.trials) == 3
+    with pytest.raises(EmotuneError, match="differs in train.monitor"):
+        run(tmp_path, study(["optimizer"]), FakeTrainer(), sets=["monitor=val_accuracy"])
 
 
 def test_a_trial_file_caught_mid_write_is_read_again(tmp_path):

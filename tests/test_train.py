@@ -116,6 +116,16 @@ def test_several_steps_per_execution_give_the_same_numbers(tiny_fit):
         assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
 
 
+def test_prediction_over_several_calls_keeps_every_row(tiny_fit):
+    # 90 validation texts in batches of 8: 12 batches, two calls of up to 10 (the last short)
+    config, prepared, emb, r = tiny_fit
+    assert r.model.steps_per_execution == 10
+    few = r.model.predict(eval_stream(prepared.val, batch_size=8), verbose=0)
+    one = r.model.predict(eval_stream(prepared.val), verbose=0)
+    assert few.shape == one.shape == (90, 3)
+    np.testing.assert_allclose(few, one, rtol=1e-5, atol=1e-6)
+
+
 def test_early_stopping_uses_patience(tiny_sets):
     # A learning rate of 0 never improves val loss: stop after 1 + patience epochs.
     config = build_config(overrides=parse_sets(tiny_sets + ["epochs=10", "patience=2",

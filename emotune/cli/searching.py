@@ -79,19 +79,28 @@ def add_objective_options(p: argparse.ArgumentParser, monitor: bool = True) -> N
 
 def objective_settings(args: argparse.Namespace, objective: str | None = None
                        ) -> dict[str, Any]:
-    """The --set pairs that --objective and --monitor stand for. ``--monitor objective``
-    watches --objective, else ``objective`` (a study's), else the default."""
-    from emotune.scores import DEFAULT_OBJECTIVE
-
+    """The settings that --objective and --monitor stand for. ``--monitor objective``
+    watches the objective in force: --objective, else ``objective`` (a study's, or the
+    config's ``search.objective`` once it is loaded)."""
     out: dict[str, Any] = {}
     if getattr(args, "objective", None):
         out["search.objective"] = args.objective
     monitor = getattr(args, "monitor", None)
     if monitor == "objective":  # the objective's own name (val_loss for the loss)
-        monitor = getattr(args, "objective", None) or objective or DEFAULT_OBJECTIVE
+        monitor = getattr(args, "objective", None) or objective
     if monitor:
         out["train.monitor"] = monitor
     return out
+
+
+def load_config_with_objective(args: argparse.Namespace, extra: dict[str, Any]) -> Any:
+    """``load_config`` with --objective and --monitor, the latter resolved against the
+    objective the loaded settings give (``search.objective`` of --config or --set)."""
+    config = load_config(args, {**extra, **objective_settings(args)})
+    if getattr(args, "monitor", None) == "objective" and not getattr(args, "objective", None):
+        watch = {"train.monitor": config.search.objective}
+        config = load_config(args, {**extra, **objective_settings(args), **watch})
+    return config
 
 
 def study_from_args(args: argparse.Namespace, config: Any) -> Any:
@@ -127,7 +136,8 @@ class Search(Command):
                    "over its values (search.sweeps) with the others at their defaults; "
                    "--param all runs the six sweeps as one study, training the shared default "
                    "configuration once; --strategy runs a joint search. Every trial uses early "
-                   "stopping; the objective is val accuracy at the best epoch. Running the "
+                   "stopping; the objective (--objective: val accuracy unless asked) is "
+                   "each trial's value at its early-stopping epoch. Running the "
                    "same command again resumes the study. Prints the five best trials.")
     prints_data = True
 
@@ -156,14 +166,13 @@ class Search(Command):
                 extra[key] = value
         if args.prune is not None:
             extra["search.prune"] = args.prune
-        extra.update(objective_settings(args))
         workers = getattr(args, "workers", None)
         if workers is not None:
             if workers != "auto" and not (workers.isdigit() and int(workers) >= 1):
                 raise EmotuneError(f"--workers must be auto or an integer >= 1. Received: "
                                    f"{workers}")
             extra["search.workers"] = workers
-        config = load_config(args, extra)
+        config = load_config_with_objective(args, extra)
         budget_s = parse_budget(args.budget)
         if args.sample is not None and args.sample < 1:
             raise EmotuneError(f"--sample must be a positive number of rows. Received: "
@@ -258,9 +267,11 @@ class Search(Command):
 
         if (project / "kt").is_dir():
             frame = write_trials_csv(project)
-        best = top(frame, 5)
-        cols = ["trial_id", "status", *study.params, "val_accuracy", "val_loss", "best_epoch",
-                "epochs_run", "seconds"]
+        goal = study.objective
+        best = top(frame, 5, goal)
+        shown = [goal] if goal == "val_accuracy" else [goal, "val_accuracy"]
+        cols = ["trial_id", "status", *study.params, *dict.fromkeys([*shown, "val_loss"]),
+                "best_epoch", "epochs_run", "seconds"]
         if study.racing:
             cols.insert(cols.index("val_accuracy"), "seeds")
         if study.repeats > 1:

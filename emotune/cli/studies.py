@@ -84,12 +84,14 @@ class Recommend(Command):
     name = "recommend"
     help = "a configuration by the one-standard-error rule, with its noise"
     description = ("For each searched parameter, by the one-standard-error rule: among the "
-                   "values within one standard error of the best val accuracy (the binomial "
-                   "error on the validation texts, or the seeds' spread where larger), the "
-                   "one nearest the default; with the best value, the margin over the "
+                   "values within one standard error of the best objective (the study's, or "
+                   "--objective; val accuracy by default), the one nearest the default. The "
+                   "noise is the binomial error of an accuracy on the validation texts (the "
+                   "bootstrap error for macro-F1 and loss), or the seeds' spread where "
+                   "larger. With the best value, the margin over the "
                    "default, the noise and whether the margin is detectable. Pruned trials "
                    "are lower bounds, never chosen. Then the combined configuration and its "
-                   "expected val accuracy. Writes reports/<study>/recommendations."
+                   "expected objective. Writes reports/<study>/recommendations."
                    "{md,csv,json} and experiments/recommended-<study>.yaml (accepted by train "
                    "and final-train). Uses the validation split only.")
     prints_data = True

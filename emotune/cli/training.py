@@ -15,7 +15,11 @@ from emotune.cli.base import (
     import_tensorflow_quietly,
     load_config,
 )
-from emotune.cli.searching import add_objective_options, objective_settings
+from emotune.cli.searching import (
+    add_objective_options,
+    load_config_with_objective,
+    objective_settings,
+)
 from emotune.errors import EmotuneError
 
 
@@ -140,8 +144,7 @@ class FinalTrain(Command):
             config = override(base, {**cli_overrides(args), **extra})
             name = args.name or study.name
         else:
-            extra.update(objective_settings(args))
-            config = load_config(args, extra)
+            config = load_config_with_objective(args, extra)
             name = args.name or Path(args.config).stem
         refuse_existing(Path(args.models_dir) / name, args.overwrite)
         _, prepared, embedding = load_inputs(config)
