@@ -85,17 +85,19 @@ class ValidationScores(keras.callbacks.Callback):
         self._forward: Any = None
 
     def on_train_begin(self, logs: Any = None) -> None:
-        # The forward pass compiled once per fit; Keras's predict() would set up its own
-        # iterator, callbacks and loop every epoch (benchmarks/RESULTS.md: the scores' cost).
+        # The batches taken out of their tf.data pipeline once per fit and the forward pass
+        # compiled once: iterating the pipeline every epoch slowed the training steps after
+        # it by ~10% (benchmarks/RESULTS.md, "the scores' cost").
         model = self.model
         self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._batches = [x for x, _ in self.data]
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         import numpy as np
 
         from emotune.scores import epoch_scores, mean_loss
 
-        probs = np.concatenate([self._forward(x).numpy() for x, _ in self.data])
+        probs = np.concatenate([self._forward(x).numpy() for x in self._batches])
         loss, _ = mean_loss(self.model.loss, self.y, probs)
         if logs is not None:
             logs.update(epoch_scores(self.y, probs, loss, self.smoothing))

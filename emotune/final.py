@@ -131,8 +131,9 @@ class FinalTraining:
 
 
 def fit_and_evaluate(config: Any, prepared: Prepared, embedding: Any, *,
-                     title: str) -> tuple[Any, FinalEvaluation]:
-    """Train on train (early stopping on val), evaluate on test once; nothing is written.
+                     title: str, board: Path | None = None) -> tuple[Any, FinalEvaluation]:
+    """Train on train (early stopping on val), evaluate on test once; nothing is written but
+    TensorBoard event files into ``board`` when given (every epoch's scalars).
 
     Returns:
         The trained Keras model and its ``FinalEvaluation``.
@@ -143,7 +144,12 @@ def fit_and_evaluate(config: Any, prepared: Prepared, embedding: Any, *,
     from emotune.train import fit, predict_probs
 
     probe = gradient_probe(prepared)
-    result = fit(config, prepared, embedding, callbacks=(probe,))
+    extra: tuple[Any, ...] = ()
+    if board is not None:
+        from emotune.tensorboard import EpochScalars
+
+        extra = (EpochScalars(board),)
+    result = fit(config, prepared, embedding, callbacks=(probe, *extra))
     history = result.history.copy()
     extra = probe.rows[: len(history)]
     history["grad_norm"] = [r["grad_norm"] for r in extra]
@@ -158,7 +164,7 @@ def fit_and_evaluate(config: Any, prepared: Prepared, embedding: Any, *,
 
 def train_final(config: Any, prepared: Prepared, embedding: Any, *, name: str,
                 seeds: Sequence[int] | None = None, models_dir: Path, reports_dir: Path,
-                overwrite: bool = False) -> FinalTraining:
+                overwrite: bool = False, tensorboard: bool = False) -> FinalTraining:
     """Train ``config`` (once, or once per seed), test each model once, write bundles and reports.
 
     The bundle goes to ``models_dir/name/`` and the report to ``reports_dir/name/final/``
@@ -176,6 +182,9 @@ def train_final(config: Any, prepared: Prepared, embedding: Any, *, name: str,
         models_dir: The folder of bundles (``models``).
         reports_dir: The folder of reports (``reports``).
         overwrite: Replace an existing bundle of this name.
+        tensorboard: Also write TensorBoard event files into ``final/tensorboard/`` of the
+            report (``run/`` or ``seed-<N>/``: every epoch's scalars, and an HParams summary
+            with the configuration and its val and test numbers).
 
     Returns:
         A ``FinalTraining``: one ``FinalEvaluation`` per seed and the folders written.
@@ -206,7 +215,20 @@ def train_final(config: Any, prepared: Prepared, embedding: Any, *, name: str,
             if seed is not None:
                 log(f"seed {seed} ({k + 1}/{len(runs)})")
             cfg = config if seed is None else override(config, {"train.seed": seed})
-            model, e = fit_and_evaluate(cfg, prepared, embedding, title=title)
+            board = None
+            if tensorboard:
+                from emotune.tensorboard import DIR
+
+                board = report_tmp / DIR / ("run" if seed is None else f"seed-{seed}")
+            model, e = fit_and_evaluate(cfg, prepared, embedding, title=title, board=board)
+            if board is not None:
+                from emotune.space import hp_values
+                from emotune.tensorboard import write_run_summary
+
+                write_run_summary(board, hp_values(cfg), {
+                    **{k: e.val[k] for k in ("val_accuracy", "val_macro_f1", "val_loss")},
+                    "test_accuracy": e.test.accuracy, "test_macro_f1": e.test.macro_f1},
+                    board.name)
             metrics = {**e.val, **e.test.as_dict(), "seed": e.seed,
                        "data_checksum": prepared.checksum, "embedding": embedding.summary()}
             sub = Path() if seed is None else Path(f"seed-{seed}")

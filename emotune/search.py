@@ -251,7 +251,8 @@ def real_trainer_and_builder(prepared: Any, embedding: Any) -> tuple[Trainer, Bu
 def run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any = None, *,
                project: Path, overwrite: bool = False, keep_models: bool = False,
                budget_s: float | None = None, trainer: Trainer | None = None,
-               builder: Builder | None = None, lock: bool = True) -> SearchOutcome:
+               builder: Builder | None = None, lock: bool = True,
+               tensorboard: bool = False) -> SearchOutcome:
     """Run (or resume) ``study`` in the folder ``project``.
 
     Args:
@@ -267,6 +268,8 @@ def run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any =
         lock: hold the project's lock (``results.study_lock``) so that a second search into it
             is refused. The chief and workers of ``--workers`` pass False: their supervisor
             holds it.
+        tensorboard: also write TensorBoard event files into ``project/tensorboard``
+            (``emotune.tensorboard``: the HParams dashboard and every epoch's scalars).
 
     Returns:
         A ``SearchOutcome``: every trial as a DataFrame (trials.csv), how many were trained
@@ -285,12 +288,13 @@ def run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any =
     with hold:
         return _run_search(study, config, prepared, embedding, project=project,
                            overwrite=overwrite, keep_models=keep_models, budget_s=budget_s,
-                           trainer=trainer, builder=builder)
+                           trainer=trainer, builder=builder, tensorboard=tensorboard)
 
 
 def _run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any, *,
                 project: Path, overwrite: bool, keep_models: bool, budget_s: float | None,
-                trainer: Trainer | None, builder: Builder | None) -> SearchOutcome:
+                trainer: Trainer | None, builder: Builder | None,
+                tensorboard: bool = False) -> SearchOutcome:
     from keras_tuner.errors import FatalError
 
     from emotune.tuner import BudgetSpent, EmotuneHyperModel, EmotuneTuner, make_oracle
@@ -308,10 +312,15 @@ def _run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any,
     atomic_write_json(project / "study.json", record)
     if trainer is None or builder is None:
         trainer, builder = real_trainer_and_builder(prepared, embedding)
+    if tensorboard:
+        from emotune.space import values_of
+        from emotune.tensorboard import DIR, write_study_config
+
+        write_study_config(project / DIR, {p: values_of(config, p) for p in study.params})
     tuner = EmotuneTuner(make_oracle(study, config, space, n_val),
                          EmotuneHyperModel(space, builder, trainer), study=study,
                          project=project, n_val=n_val, keep_models=keep_models,
-                         budget_s=budget_s)
+                         budget_s=budget_s, tensorboard=tensorboard)
     tuner.oracle.verbose = 0
     done_before = len(load_trials(project)) if (project / KT_DIR).is_dir() else 0
     if done_before:

@@ -88,15 +88,19 @@ class EmotuneTuner(BaseTuner):
         n_val: the number of validation texts (the noise of the pruning rule).
         keep_models: keep every trial's model, not only the best one.
         budget_s: start no new trial after this many seconds.
+        tensorboard: write TensorBoard event files (``emotune.tensorboard``) into
+            ``project/tensorboard``: per seed every epoch's scalars, per trial the HParams
+            summary with the trial's numbers.
     """
 
     def __init__(self, oracle: kt.Oracle, hypermodel: EmotuneHyperModel, *, study: StudySpec,
                  project: Path, n_val: int, keep_models: bool = False,
-                 budget_s: float | None = None) -> None:
+                 budget_s: float | None = None, tensorboard: bool = False) -> None:
         self.study, self.space, self.project = study, hypermodel.space, project
         self.goal = objective(study.objective)
         self.n_val = n_val  # validation texts: the pruning rule's noise
         self.keep_models, self.budget_s = keep_models, budget_s
+        self.tensorboard = tensorboard
         self.started = time.monotonic()
         self.trained_now = 0  # trials this process ran
         self._curves: list[list[float]] | None = None  # finished trials', for pruning
@@ -167,7 +171,9 @@ class EmotuneTuner(BaseTuner):
         repeat = hp.values.get(REPEAT, 0)  # racing: this trial is the value's extra seed
         for k in range(self.study.repeats):
             seed = config.train.seed + repeat + k
-            result = self._fit_one(hp, seed, config, trial_dir, record, prune=repeat == 0)
+            result = self._fit_one(hp, seed, config, trial_dir, record, prune=repeat == 0,
+                                   board=self._board(trial.trial_id) / f"seed-{seed}"
+                                   if self.tensorboard else None)
             record["runs"].append({"seed": seed, **result.metrics})
             pruned = pruned or result.stopped_by_hook
             histories.append(result.history.assign(seed=seed))
@@ -178,7 +184,20 @@ class EmotuneTuner(BaseTuner):
         record["status"] = "pruned" if pruned else "completed"
         results.write_trial_record(trial_dir, record)
         self._last_model = best_model
-        return _mean_metrics(record["runs"], pruned)
+        metrics = _mean_metrics(record["runs"], pruned)
+        if self.tensorboard:
+            from emotune.tensorboard import TRIAL_METRICS, write_run_summary
+
+            shown = {p: values[p] for p in self.study.params}
+            write_run_summary(self._board(trial.trial_id), shown,
+                              {**{m: metrics.get(m) for m in TRIAL_METRICS},
+                               "pruned": metrics["pruned"]}, f"trial_{trial.trial_id}")
+        return metrics
+
+    def _board(self, trial_id: str) -> Path:
+        from emotune.tensorboard import DIR
+
+        return self.project / DIR / f"trial_{trial_id}"
 
     def _best(self, frame: Any) -> Any:
         """The row of ``frame`` with the best objective."""
@@ -231,11 +250,17 @@ class EmotuneTuner(BaseTuner):
     # -- one seed of a trial
 
     def _fit_one(self, hp: kt.HyperParameters, seed: int, config: Config, trial_dir: Path,
-                 record: dict[str, Any], prune: bool = True) -> Any:
+                 record: dict[str, Any], prune: bool = True, board: Path | None = None) -> Any:
         try:
             model = self.hypermodel.build(hp, seed=seed)
+            extra: dict[str, Any] = {}
+            if board is not None:
+                from emotune.tensorboard import EpochScalars
+
+                extra["callbacks"] = (EpochScalars(board),)
             return self.hypermodel.fit(hp, model, seed=seed,
-                                       on_epoch=self._pruner() if prune else None, prefix="  ")
+                                       on_epoch=self._pruner() if prune else None, prefix="  ",
+                                       **extra)
         except (TrainingError, ConfigError) as e:
             reason, cause = str(e), None
         except Exception as e:

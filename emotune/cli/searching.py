@@ -54,6 +54,10 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
                    help="study folder (default: runs/<model>-<param or strategy>)")
     p.add_argument("--keep-models", action="store_true",
                    help="keep every trial's model, not only the best one")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files into <project>/tensorboard: "
+                        "every epoch's scalars per trial and seed, and the HParams "
+                        "dashboard's summaries (tensorboard --logdir <project>/tensorboard)")
     add_config_options(p)
 
 
@@ -201,7 +205,8 @@ class Search(Command):
         outcome = run_search(study, config, prepared, embedding, project=project,
                              overwrite=getattr(args, "overwrite", False) and not supervised,
                              keep_models=args.keep_models, budget_s=budget_s,
-                             lock=not supervised and args.command != "worker")
+                             lock=not supervised and args.command != "worker",
+                             tensorboard=args.tensorboard)
         if supervised:  # the supervisor prints the summary
             return 0
         self._summary(study, outcome.trials, project, outcome.trained_now, outcome.seconds,

@@ -120,6 +120,10 @@ class FinalTrain(Command):
         parser.add_argument("--overwrite", action="store_true",
                             help="replace an existing bundle and its report (only once the "
                                  "new one is trained: a failed run leaves the old one)")
+        parser.add_argument("--tensorboard", action="store_true",
+                            help="also write TensorBoard event files into "
+                                 "reports/<name>/final/tensorboard (every epoch's scalars and "
+                                 "an HParams summary with the val and test numbers, per seed)")
         add_objective_options(parser)
         add_config_options(parser)
 
@@ -152,7 +156,8 @@ class FinalTrain(Command):
             import_tensorflow_quietly()
         result = train_final(config, prepared, embedding, name=name, seeds=args.seeds,
                              models_dir=Path(args.models_dir),
-                             reports_dir=Path(args.reports_dir), overwrite=args.overwrite)
+                             reports_dir=Path(args.reports_dir), overwrite=args.overwrite,
+                             tensorboard=args.tensorboard)
         report = result.report_dir / "final.md"
         if result.table is None:
             e = result.evaluations[0]
