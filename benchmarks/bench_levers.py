@@ -121,8 +121,9 @@ def fixed_cost(base, prepared, embedding, steps: int) -> int:
     return 0
 
 
-def scores_cost(base, prepared, embedding) -> int:
-    """Epoch seconds with emotune's per-epoch scores and with Keras's own validation."""
+def scores_cost(base, prepared, embedding, rounds: int = 2) -> int:
+    """Epoch seconds with emotune's per-epoch scores and with Keras's own validation, in
+    ``rounds`` alternating pairs; the paired differences' mean and its standard error."""
     from unittest import mock
 
     from emotune import callbacks
@@ -134,7 +135,7 @@ def scores_cost(base, prepared, embedding) -> int:
 
     runs: dict[str, list[float]] = {"keras": [], "scores": []}
     accs: dict[str, float] = {}
-    for _ in range(2):
+    for _ in range(rounds):
         for who in ("keras", "scores"):
             patch = {} if who == "scores" else {"ValidationScores": KerasValidation}
             with mock.patch.multiple(callbacks, **patch) if patch else contextlib.nullcontext():
@@ -142,8 +143,11 @@ def scores_cost(base, prepared, embedding) -> int:
             runs[who].append(per_epoch)
             print(f"{who:<7} {per_epoch:.2f} s per epoch", flush=True)
     k, sc = statistics.median(runs["keras"]), statistics.median(runs["scores"])
-    print(f"per-epoch scores: {k:.2f} -> {sc:.2f} s per epoch ({100 * (sc / k - 1):+.1f}%); "
-          f"val acc after the epochs {accs['keras']:.4f} -> {accs['scores']:.4f}", flush=True)
+    rel = [100 * (b / a - 1) for a, b in zip(runs["keras"], runs["scores"])]
+    se = statistics.stdev(rel) / len(rel) ** 0.5 if len(rel) > 1 else float("nan")
+    print(f"per-epoch scores: {k:.2f} -> {sc:.2f} s per epoch (medians); paired "
+          f"{statistics.mean(rel):+.1f}% ± {se:.1f}% (1 SE over {len(rel)} pairs); val acc "
+          f"after the epochs {accs['keras']:.4f} -> {accs['scores']:.4f}", flush=True)
     return 0
 
 
@@ -176,6 +180,7 @@ def main() -> int:
     ap.add_argument("--onednn", action="store_true", help="one thread, oneDNN on and off")
     ap.add_argument("--scores", action="store_true",
                     help="per-epoch validation scores against Keras's validation")
+    ap.add_argument("--rounds", type=int, default=2, help="--scores: alternating pairs")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.onednn and not args.child:
@@ -199,7 +204,7 @@ def main() -> int:
                   f"({off / unrolled:4.2f}x)", flush=True)
         return 0
     if args.scores:
-        return scores_cost(base, prepared, embedding)
+        return scores_cost(base, prepared, embedding, args.rounds)
     if args.fixed:
         return fixed_cost(base, prepared, embedding, steps_per_epoch(
             len(prepared.train.labels), base.train.batch_size))
