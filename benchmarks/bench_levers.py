@@ -142,6 +142,9 @@ def scores_cost(base, prepared, embedding, rounds: int = 2) -> int:
                 per_epoch, _, accs[who] = epoch_seconds(base, prepared, embedding)
             runs[who].append(per_epoch)
             print(f"{who:<7} {per_epoch:.2f} s per epoch", flush=True)
+    validation_pass(base, prepared, embedding)
+    if not rounds:
+        return 0
     k, sc = statistics.median(runs["keras"]), statistics.median(runs["scores"])
     rel = [100 * (b / a - 1) for a, b in zip(runs["keras"], runs["scores"])]
     se = statistics.stdev(rel) / len(rel) ** 0.5 if len(rel) > 1 else float("nan")
@@ -149,6 +152,42 @@ def scores_cost(base, prepared, embedding, rounds: int = 2) -> int:
           f"{statistics.mean(rel):+.1f}% ± {se:.1f}% (1 SE over {len(rel)} pairs); val acc "
           f"after the epochs {accs['keras']:.4f} -> {accs['scores']:.4f}", flush=True)
     return 0
+
+
+def validation_pass(base, prepared, embedding, repeat: int = 15) -> None:
+    """The validation part alone, on one model, alternating: Keras's ``evaluate`` against
+    ``ValidationScores``'s pass (forward over the cached batches, then every score)."""
+    import numpy as np
+
+    from emotune.callbacks import ValidationScores
+    from emotune.scores import epoch_scores, mean_loss
+    from emotune.train import eval_stream, new_model
+
+    model = new_model(base, prepared, embedding)
+    data, y = eval_stream(prepared.val), prepared.val.labels
+    scores = ValidationScores(data, y)
+    scores.set_model(model)
+    scores.on_train_begin()
+    logs: dict = {}
+    times: dict[str, list[float]] = {"evaluate": [], "scores": [], "numbers": []}
+    for i in range(repeat + 1):
+        t = time.perf_counter()
+        model.evaluate(data, verbose=0)
+        t1 = time.perf_counter()
+        scores.on_epoch_end(0, logs)
+        t2 = time.perf_counter()
+        probs = np.concatenate([scores._forward(x).numpy() for x in scores._batches])
+        t3 = time.perf_counter()
+        epoch_scores(y, probs, mean_loss(model.loss, y, probs)[0])
+        t4 = time.perf_counter()
+        if i:  # the first of each carries its tracing
+            times["evaluate"].append(t1 - t)
+            times["scores"].append(t2 - t1)
+            times["numbers"].append(t4 - t3)
+    ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    print(f"validation pass alone (median of {repeat}): Keras evaluate {ms['evaluate']:.0f} ms, "
+          f"ValidationScores {ms['scores']:.0f} ms, of which the scores from the predictions "
+          f"{ms['numbers']:.1f} ms", flush=True)
 
 
 def onednn(args) -> int:
@@ -180,7 +219,8 @@ def main() -> int:
     ap.add_argument("--onednn", action="store_true", help="one thread, oneDNN on and off")
     ap.add_argument("--scores", action="store_true",
                     help="per-epoch validation scores against Keras's validation")
-    ap.add_argument("--rounds", type=int, default=2, help="--scores: alternating pairs")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="--scores: alternating pairs of fits (0: the validation pass alone)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.onednn and not args.child:
