@@ -225,14 +225,6 @@ def _runs(rows: Any, metric: str = "val_accuracy") -> list[tuple[int, float]]:
     return out
 
 
-def _se(mean: float, std: float, n: int, n_val: int | None, floor: float = math.nan
-        ) -> float:
-    """The noise of a mean over ``n`` runs (``noise.noise``): an accuracy's binomial error on
-    ``n_val`` texts, or a bootstrap ``floor``, or the seeds' spread where larger; nan when
-    none is known."""
-    return noise(mean, std, n, n_val, None if math.isnan(floor) else floor)
-
-
 def _point(rows: Any, value: Any, per_seed: bool, n_val: int | None,
            goal: Objective) -> Point:
     """Numbers for one value: over its runs (the seeds of its trials: a sweep) or over its
@@ -255,7 +247,7 @@ def _point(rows: Any, value: Any, per_seed: bool, n_val: int | None,
     accuracy = goal.name == "val_accuracy"
     floors = [] if accuracy else [float(x) for x in use[f"{goal.name}_se"] if x == x]
     floor = sum(floors) / len(floors) if floors else math.nan
-    se = _se(score, score_std, n, n_val if accuracy else None, floor)
+    se = noise(score, score_std, n, n_val if accuracy else None, floor)
     signed = tuple((seed, goal.signed(x)) for seed, x in runs)
     return Point(value, acc, acc_std, loss, loss_std, n, str(use["trial_id"].iloc[0]), se,
                  pruned, signed, n_val, goal.name, score, score_std, floor)

@@ -144,12 +144,12 @@ def fit_and_evaluate(config: Any, prepared: Prepared, embedding: Any, *,
     from emotune.train import fit, predict_probs
 
     probe = gradient_probe(prepared)
-    extra: tuple[Any, ...] = ()
+    scalars: tuple[Any, ...] = ()
     if board is not None:
         from emotune.tensorboard import EpochScalars
 
-        extra = (EpochScalars(board),)
-    result = fit(config, prepared, embedding, callbacks=(probe, *extra))
+        scalars = (EpochScalars(board),)
+    result = fit(config, prepared, embedding, callbacks=(probe, *scalars))
     history = result.history.copy()
     extra = probe.rows[: len(history)]
     history["grad_norm"] = [r["grad_norm"] for r in extra]

@@ -248,7 +248,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     import pandas as pd
 
     from emotune.callbacks import EpochLog, ValidationScores
-    from emotune.scores import bootstrap_se, epoch_scores
+    from emotune.scores import bootstrap_se, cross_entropies, epoch_scores
 
     tc = config.train
     if model is None:
@@ -281,9 +281,9 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     history["seconds"] = progress.seconds[: len(history)]
     best = int(history[tc.monitor].idxmax() if maximize else history[tc.monitor].idxmin())
     probs = predict_probs(model, prepared.val)  # the restored best epoch's weights
-    plain_ce = keras.losses.sparse_categorical_crossentropy(y_val, probs).numpy()
+    plain_ce = cross_entropies(y_val, probs)  # per text, to the one-hot labels
     at_best = epoch_scores(y_val, probs, float(plain_ce.mean()), tc.label_smoothing)
-    noise = bootstrap_se(y_val, probs, plain_ce.astype(np.float64))
+    noise = bootstrap_se(y_val, probs, plain_ce)
     at_best.pop("val_nll")  # the same number as val_loss here
     metrics = {
         **at_best,  # val_loss here: plain cross-entropy, comparable across loss settings

@@ -219,9 +219,9 @@ class EmotuneTuner(BaseTuner):
         complete = done[done["status"] == "completed"]
         pruned = " (pruned: a lower bound)" if row["status"] == "pruned" else ""
         name = self.goal.name
-        so_far = "no trial ran to the end yet" if complete.empty else (
-            f"best so far {self._best(complete)[name]:.4f} "
-            f"(trial {self._best(complete)['trial_id']})")
+        best = None if complete.empty else self._best(complete)
+        so_far = "no trial ran to the end yet" if best is None else (
+            f"best so far {best[name]:.4f} (trial {best['trial_id']})")
         log(f"  {self.goal.label} {row[name]:.4f}{pruned} in {row['seconds']:.0f}s; {so_far}, "
             f"{len(done)} trials done")
         model, self._last_model = self._last_model, None
@@ -229,10 +229,7 @@ class EmotuneTuner(BaseTuner):
             return
         if self.keep_models:
             self.save_model(trial.trial_id, model)
-        if complete.empty:
-            return
-        best = self._best(complete)
-        if best["trial_id"] == trial.trial_id:
+        if best is not None and best["trial_id"] == trial.trial_id:
             results.save_best_model(self.project, model, trial.trial_id,
                                     {name: float(row[name]),
                                      "hyperparameters": {k: plain(row[k]) for k in PARAMS}})

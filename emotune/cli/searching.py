@@ -65,15 +65,19 @@ def _overwrite_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="delete the study and start over")
 
 
-def add_objective_options(p: argparse.ArgumentParser, monitor: bool = True) -> None:
-    """--objective (what trials are ranked by) and --monitor (what early stopping watches)."""
+OBJECTIVE_HELP = ("rank trials by this validation number at each trial's early-stopping epoch "
+                  "(search.objective, default val_accuracy); val_macro_f1 weighs rare labels "
+                  "as much as common ones. Its noise: binomial for accuracy, bootstrap over "
+                  "the validation texts for macro-F1 and loss")
+
+
+def add_objective_options(p: argparse.ArgumentParser, monitor: bool = True,
+                          help: str = OBJECTIVE_HELP) -> None:
+    """--objective (what trials are ranked by) and, with ``monitor``, --monitor (what early
+    stopping watches)."""
     from emotune.config import OBJECTIVES
 
-    p.add_argument("--objective", choices=OBJECTIVES,
-                   help="rank trials by this validation number at each trial's early-stopping "
-                        "epoch (search.objective, default val_accuracy); val_macro_f1 weighs "
-                        "rare labels as much as common ones. Its noise: binomial for "
-                        "accuracy, bootstrap over the validation texts for macro-F1 and loss")
+    p.add_argument("--objective", choices=OBJECTIVES, help=help)
     if monitor:
         p.add_argument("--monitor", choices=("val_loss", "objective"),
                        help="what early stopping watches (train.monitor): val_loss (the "

@@ -19,7 +19,6 @@ def recommend_columns(objective: str = "val_accuracy") -> list[str]:
             "paired_margin", "paired_95", "paired_seeds"]
 
 
-
 def _recommendations(projects: list[str], out: Any, baseline: bool,
                      objective: str | None = None) -> list[tuple[Any, Any]]:
     """Each study and its recommendation (ranked by ``objective``, else by each study's
@@ -47,13 +46,12 @@ def _recommendations(projects: list[str], out: Any, baseline: bool,
 
 
 def _add_objective_option(parser: argparse.ArgumentParser) -> None:
-    from emotune.config import OBJECTIVES
+    from emotune.cli.searching import add_objective_options
 
-    parser.add_argument("--objective", choices=OBJECTIVES,
-                        help="rank by this instead of the objective the study searched with "
-                             "(val_accuracy unless its search said --objective); its noise: "
-                             "binomial for accuracy, the trials' bootstrap error for "
-                             "macro-F1 and loss")
+    add_objective_options(parser, monitor=False, help=(
+        "rank by this instead of the objective the study searched with (val_accuracy unless "
+        "its search said --objective); its noise: binomial for accuracy, the trials' "
+        "bootstrap error for macro-F1 and loss"))
 
 
 def _add_baseline_option(parser: argparse.ArgumentParser) -> None:
