@@ -193,7 +193,8 @@ def load_study(path: str | Path, objective: str | None = None) -> LoadedStudy:
     for name, value in defaults.items():  # studies from before a parameter existed
         if name not in trials.columns:
             trials[name] = [value] * len(trials)
-    for column in ("val_macro_f1", "val_macro_f1_se", "val_loss_se"):  # older studies
+    for column in ("val_macro_f1", "val_macro_f1_se", "val_loss_se",  # older studies,
+                   "val_micro_f1", "val_micro_f1_se"):  # single-label ones
         if column not in trials.columns:
             trials[column] = [math.nan] * len(trials)
     return LoadedStudy(path, path.name, st["model"], st["strategy"], tuple(st["params"]),

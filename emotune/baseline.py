@@ -1,5 +1,9 @@
 """Baselines for scale: the majority class and TF-IDF + logistic regression (scikit-learn).
 
+Multi-label data: the most frequent label for every text, and one-vs-rest logistic regression
+(one per label). Its ``val`` scores are at threshold 0.5 (as a search's epochs are scored); its
+``test`` scores at per-label thresholds tuned on validation, as ``final-train`` decides.
+
 Same splits and tokeniser as the neural models. The regularisation strength C is chosen on the
 validation split; the test split is scored once, with the chosen C. A dataset's baselines are
 computed once and cached under ``data.cache_dir()/baselines``, keyed by the splits' contents,
@@ -33,12 +37,70 @@ def _scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
             "macro_f1": float(f1_score(y, pred, average="macro"))}
 
 
+def _vectorised(dataset: Dataset, splits: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
+                          ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+    x = {"train": vec.fit_transform(dataset.splits["train"].texts)}
+    for s in splits:
+        x[s] = vec.transform(dataset.splits[s].texts)
+    return vec, x
+
+
+def _multi_label_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    return {"accuracy": float((pred == y).all(1).mean()),
+            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+            "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0))}
+
+
+def multi_label_baselines(dataset: Dataset, test: bool = True) -> dict[str, Any]:
+    """``baselines`` of multi-label data (see the module docstring); C by val macro-F1."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from emotune.data import label_matrix
+    from emotune.final import tune_thresholds
+
+    index = {name: i for i, name in enumerate(dataset.label_names)}
+    scored = ("val", "test") if test else ("val",)
+    y = {s: label_matrix(dataset.splits[s].labels, index) for s in ("train", *scored)}
+    top = int(y["train"].sum(0).argmax())
+    only = lambda n: np.eye(len(index), dtype=np.uint8)[np.full(n, top)]  # noqa: E731
+    out: dict[str, Any] = {"multi_label": True, "majority": {
+        "label": dataset.label_names[top],
+        **{s: _multi_label_scores(y[s], only(len(y[s]))) for s in scored}}}
+    start = time.perf_counter()
+    vec, x = _vectorised(dataset, scored)
+    by_c = {}
+    for c in C_VALUES:
+        clf = OneVsRestClassifier(LogisticRegression(C=c, max_iter=3000, solver="liblinear"))
+        clf.fit(x["train"], y["train"])
+        by_c[c] = (_multi_label_scores(y["val"], (clf.predict_proba(x["val"]) >= 0.5)
+                                       .astype(np.uint8)), clf)
+    best_c = max(by_c, key=lambda c: by_c[c][0]["macro_f1"])
+    val, clf = by_c[best_c]
+    result = {"C": best_c, "features": len(vec.vocabulary_),
+              "val_macro_f1_by_C": {str(c): v[0]["macro_f1"] for c, v in by_c.items()},
+              "val": val, "threshold_rule": "per-label"}
+    if test:
+        val_probs = clf.predict_proba(x["val"])
+        thresholds = tune_thresholds(y["val"], val_probs, "per-label")
+        test_pred = (clf.predict_proba(x["test"]) >= thresholds[None]).astype(np.uint8)
+        result["test"] = _multi_label_scores(y["test"], test_pred)
+    out["tfidf_logreg"] = {**result, "seconds": round(time.perf_counter() - start, 1)}
+    return out
+
+
 def baselines(dataset: Dataset, test: bool = True) -> dict[str, Any]:
     """Val and (with ``test``) test scores of the majority class and of TF-IDF (1-2 grams) +
     LR; without ``test`` the test split is not scored."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
+    if dataset.multi_label:
+        return multi_label_baselines(dataset, test)
     index = {name: i for i, name in enumerate(dataset.label_names)}
     y = {s: np.array([index[v] for v in sp.labels]) for s, sp in dataset.splits.items()
          if test or s != "test"}
@@ -49,11 +111,7 @@ def baselines(dataset: Dataset, test: bool = True) -> dict[str, Any]:
         **{s: _scores(y[s], np.full_like(y[s], majority)) for s in scored}}}
 
     start = time.perf_counter()
-    vec = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
-                          ngram_range=(1, 2), sublinear_tf=True, min_df=2)
-    x = {"train": vec.fit_transform(dataset.splits["train"].texts)}
-    for s in scored:
-        x[s] = vec.transform(dataset.splits[s].texts)
+    vec, x = _vectorised(dataset, scored)
     by_c = {}
     for c in C_VALUES:
         clf = LogisticRegression(C=c, max_iter=3000).fit(x["train"], y["train"])
@@ -68,12 +126,21 @@ def baselines(dataset: Dataset, test: bool = True) -> dict[str, Any]:
     return out
 
 
+MULTI_LABEL_COLUMNS = ["baseline", "label", "C", "val_accuracy", "val_macro_f1",
+                       "val_micro_f1", "test_accuracy", "test_macro_f1", "test_micro_f1"]
+
+
+def baseline_columns(result: dict[str, Any]) -> list[str]:
+    """The record keys of ``baseline_records(result)``."""
+    return MULTI_LABEL_COLUMNS if result.get("multi_label") else BASELINE_COLUMNS
+
+
 def baseline_records(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The two baselines of ``baselines(...)`` as records (keys: ``BASELINE_COLUMNS``)."""
+    """The two baselines of ``baselines(...)`` as records (keys: ``baseline_columns``)."""
     m, t = result["majority"], result["tfidf_logreg"]
-    return [{"baseline": name, **extra, "val_accuracy": r["val"]["accuracy"],
-             "val_macro_f1": r["val"]["macro_f1"], "test_accuracy": r["test"]["accuracy"],
-             "test_macro_f1": r["test"]["macro_f1"]}
+    scores = [c for c in baseline_columns(result) if c.startswith(("val_", "test_"))]
+    return [{"baseline": name, **extra,
+             **{c: r[c.split("_", 1)[0]][c.split("_", 1)[1]] for c in scores}}
             for name, extra, r in (("majority", {"label": m["label"]}, m),
                                    ("tfidf_logreg", {"C": t["C"]}, t))]
 
@@ -81,14 +148,26 @@ def baseline_records(result: dict[str, Any]) -> list[dict[str, Any]]:
 def baseline_markdown(result: dict[str, Any]) -> str:
     """The Markdown table of ``baseline.md`` for ``baselines(...)``'s result."""
     m, t = result["majority"], result["tfidf_logreg"]
-    names = [f"majority class ({m['label']})",
-             f"TF-IDF 1-2 grams + logistic regression (C={t['C']:g}, chosen on val)"]
+    multi = bool(result.get("multi_label"))
+    names = [f"{'most frequent label' if multi else 'majority class'} ({m['label']})",
+             f"TF-IDF 1-2 grams + {'one-vs-rest ' if multi else ''}logistic regression "
+             f"(C={t['C']:g}, chosen on val)"]
     titles = {"baseline": "baseline", "val_accuracy": "val acc",
               "val_macro_f1": "val macro-F1", "test_accuracy": "test acc",
               "test_macro_f1": "test macro-F1"}
+    if multi:
+        titles = {"baseline": "baseline", "val_accuracy": "val subset acc",
+                  "val_macro_f1": "val macro-F1", "val_micro_f1": "val micro-F1",
+                  "test_accuracy": "test subset acc", "test_macro_f1": "test macro-F1",
+                  "test_micro_f1": "test micro-F1"}
     rows = [{**r, "baseline": n} for r, n in zip(baseline_records(result), names)]
-    return render(rows, list(titles), "markdown", headers=titles,
-                  cells=dict.fromkeys(list(titles)[1:], "{:.4f}".format)) + "\n"
+    table = render(rows, list(titles), "markdown", headers=titles,
+                   cells=dict.fromkeys(list(titles)[1:], "{:.4f}".format)) + "\n"
+    if multi:
+        table += ("\nMulti-label: val scores at threshold 0.5 (as a search scores its "
+                  "epochs); test scores at per-label thresholds tuned on val (as final-train "
+                  "decides).\n")
+    return table
 
 
 def split_key(dataset: Dataset) -> str:

@@ -2,7 +2,8 @@
 
 A bundle folder holds ``model.keras``, ``vocab.txt`` (one word per line, line number = id),
 ``labels.json``, ``config.yaml``, ``metrics.json`` and ``bundle.json`` (format version, max
-length, tokenizer, data checksum, package versions). Text is tokenised exactly as in training.
+length, tokenizer, data checksum, package versions; for a multi-label model its per-label
+decision thresholds). Text is tokenised exactly as in training.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ PARTS = ("bundle.json", "model.keras", "vocab.txt", "labels.json", "config.yaml"
 
 
 def save_bundle(path: Path, model: Any, config: Config, prepared: Prepared,
-                metrics: dict[str, Any], versions: dict[str, str]) -> Path:
+                metrics: dict[str, Any], versions: dict[str, str],
+                thresholds: np.ndarray | None = None) -> Path:
     """Write a model bundle: into a temporary folder, renamed to ``path`` when complete.
 
     Args:
@@ -37,6 +39,7 @@ def save_bundle(path: Path, model: Any, config: Config, prepared: Prepared,
         prepared: The data it was trained on: vocabulary, labels, max length, checksum.
         metrics: Its numbers, saved as ``metrics.json``.
         versions: Package versions, recorded in ``bundle.json``.
+        thresholds: A multi-label model's decision threshold per label (tuned on validation).
 
     Returns:
         ``path``.
@@ -58,7 +61,10 @@ def save_bundle(path: Path, model: Any, config: Config, prepared: Prepared,
         (tmp / "bundle.json").write_text(json.dumps({
             "format": FORMAT, "emotune": __version__, "tokenizer": TOKENIZER,
             "max_len": prepared.max_len, "data_checksum": prepared.checksum,
-            "versions": versions, "provenance": who}, indent=2) + "\n")
+            "versions": versions, "provenance": who,
+            **({} if thresholds is None else {
+                "multi_label": True, "thresholds": [float(t) for t in thresholds]})},
+            indent=2) + "\n")
     return path
 
 
@@ -69,6 +75,24 @@ class Bundle:
     index: dict[str, int]
     labels: list[str]
     max_len: int
+    thresholds: np.ndarray | None = None  # multi-label: a label is predicted from these
+
+    @property
+    def multi_label(self) -> bool:
+        return self.thresholds is not None
+
+    def decide(self, probs: np.ndarray) -> list[list[tuple[str, float]]]:
+        """Per text, the predicted labels with their probabilities, most probable first:
+        every label at or above its threshold (multi-label), else the argmax."""
+        out = []
+        for row in probs:
+            if self.thresholds is None:
+                picked = [int(row.argmax())]
+            else:
+                picked = [j for j in np.argsort(-row, kind="stable")
+                          if row[j] >= self.thresholds[j]]
+            out.append([(self.labels[j], float(row[j])) for j in picked])
+        return out
 
     def encode(self, texts: list[str]) -> np.ndarray:
         rows = [[self.index.get(t, UNK) for t in tokenize(x)][: self.max_len] or [UNK]
@@ -137,4 +161,9 @@ def load_bundle(path: str | Path) -> Bundle:
     if model.output_shape[-1] != len(labels):
         raise EmotuneError(f"{path}: the model has {model.output_shape[-1]} outputs but "
                            f"labels.json names {len(labels)} labels; the bundle is mixed up")
-    return Bundle(path, model, {w: i for i, w in enumerate(vocab)}, labels, meta["max_len"])
+    thresholds = meta.get("thresholds")
+    if thresholds is not None and len(thresholds) != len(labels):
+        raise EmotuneError(f"{path}: bundle.json has {len(thresholds)} thresholds for "
+                           f"{len(labels)} labels; re-run `emotune final-train`")
+    return Bundle(path, model, {w: i for i, w in enumerate(vocab)}, labels, meta["max_len"],
+                  None if thresholds is None else np.asarray(thresholds, dtype=float))

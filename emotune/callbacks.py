@@ -77,11 +77,13 @@ class ValidationScores(keras.callbacks.Callback):
         data: the validation batches (``train.eval_stream``).
         y: their integer labels, in the same order.
         smoothing: the label smoothing the loss trains with (the targets of KL divergence).
+        threshold: multi-label only: the probability at which a label is predicted.
     """
 
-    def __init__(self, data: Any, y: Any, smoothing: float = 0.0) -> None:
+    def __init__(self, data: Any, y: Any, smoothing: float = 0.0,
+                 threshold: float = 0.5) -> None:
         super().__init__()
-        self.data, self.y, self.smoothing = data, y, smoothing
+        self.data, self.y, self.smoothing, self.threshold = data, y, smoothing, threshold
         self._forward: Any = None
 
     def on_train_begin(self, logs: Any = None) -> None:
@@ -100,7 +102,7 @@ class ValidationScores(keras.callbacks.Callback):
         probs = np.concatenate([self._forward(x).numpy() for x in self._batches])
         loss, _ = mean_loss(self.model.loss, self.y, probs)
         if logs is not None:
-            logs.update(epoch_scores(self.y, probs, loss, self.smoothing))
+            logs.update(epoch_scores(self.y, probs, loss, self.smoothing, self.threshold))
 
 
 class GradientProbe(keras.callbacks.Callback):
@@ -108,15 +110,17 @@ class GradientProbe(keras.callbacks.Callback):
 
     Args:
         x: token ids of the fixed batch (rows x tokens).
-        y: their integer labels.
+        y: their integer labels (a 0/1 matrix for multi-label data).
 
     After training, ``rows`` holds one ``{"grad_norm", "learning_rate"}`` dict per epoch.
     """
 
     def __init__(self, x: Any, y: Any) -> None:
         super().__init__()
-        self.x, self.y = tf.constant(x), tf.constant(y)
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
+        multi = getattr(y, "ndim", 1) == 2
+        self.x, self.y = tf.constant(x), tf.constant(y.astype("float32") if multi else y)
+        self.loss_fn = (keras.losses.BinaryCrossentropy() if multi
+                        else keras.losses.SparseCategoricalCrossentropy())
         self.rows: list[dict[str, float]] = []
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:

@@ -27,8 +27,8 @@ EMBEDDING_MODES = ("frozen", "fine-tuned", "multichannel")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 POOLINGS = ("last", "max", "mean", "attention")
 SCHEDULES = ("constant", "cosine", "linear")
-OBJECTIVES = ("val_accuracy", "val_macro_f1", "val_loss")  # emotune.scores.OBJECTIVES
-MONITORS = ("val_loss", "val_accuracy", "val_macro_f1")  # early stopping
+OBJECTIVES = ("val_accuracy", "val_macro_f1", "val_micro_f1", "val_loss")  # scores.OBJECTIVES
+MONITORS = ("val_loss", "val_accuracy", "val_macro_f1", "val_micro_f1")  # early stopping
 CLASS_WEIGHTS = ("none", "balanced")
 
 
@@ -61,6 +61,7 @@ class DataConfig:
     split_seed: int = 42
     max_len_percentile: float = 100.0
     min_count: int = 1
+    multi_label: bool | None = None  # several labels per text; None: detected from the files
 
     def __post_init__(self) -> None:
         for key in ("val_fraction", "test_fraction"):
@@ -125,18 +126,23 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weight: str = "none"  # none | balanced (weights inversely proportional to counts)
     focal_gamma: float = 0.0  # focal loss (1 - p)^gamma weighting; 0 = plain cross-entropy
+    threshold: float = 0.5  # multi-label: a label is predicted from this probability (training
+    # and search; final-train tunes the bundle's thresholds on validation by threshold_rule)
+    threshold_rule: str = "per-label"  # multi-label final-train: per-label | global | fixed
 
     def __post_init__(self) -> None:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("schedule", self.schedule, SCHEDULES)
         _one_of("class_weight", self.class_weight, CLASS_WEIGHTS)
         _one_of("monitor", self.monitor, MONITORS)
+        _one_of("threshold_rule", self.threshold_rule, ("per-label", "global", "fixed"))
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         _check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, ">= 0")
         _check(self.focal_gamma >= 0, "focal_gamma", self.focal_gamma, ">= 0 (0 = off)")
         _check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
                "in [0, 1)")
         _check(self.lr > 0, "lr", self.lr, "> 0")
+        _check(0 < self.threshold < 1, "threshold", self.threshold, "in (0, 1)")
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
         _check(self.clipnorm is None or self.clipnorm > 0, "clipnorm", self.clipnorm,
                "> 0 or null")
@@ -415,6 +421,14 @@ def build_config(
         _merge(values, _flatten(read_yaml(config_file), str(config_file)))
     _merge(values, _flatten(overrides or {}, "--set"))
     return _assemble(values)
+
+
+def named_keys(config_file: str | Path | None = None,
+               overrides: dict[str, Any] | None = None) -> set[str]:
+    """The settings ``config_file`` and ``overrides`` name (full keys), whatever their values:
+    what the user chose, as opposed to the defaults."""
+    keys = set(_flatten(read_yaml(config_file), str(config_file))) if config_file else set()
+    return keys | set(_flatten(overrides or {}, "--set"))
 
 
 def override(config: Config, values: dict[str, Any]) -> Config:

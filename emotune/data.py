@@ -4,6 +4,12 @@ A dataset is a directory of split files (``train`` required; ``val``/``validatio
 ``test`` optional, carved from train when missing) or one file that is split here, stratified and
 seeded. Formats by extension: ``.txt`` (``text;label`` lines, the emotion dataset's own),
 ``.csv``, ``.tsv``, ``.jsonl`` and ``.parquet``.
+
+Multi-label data (several labels per text, as GoEmotions): GoEmotions' own headerless TSV
+(``text<TAB>ids<TAB>comment id``, the ids indexing ``labels.txt`` beside it), or any format whose
+label column holds a list (JSON/parquet lists, ``["joy", "love"]``, or ``joy,love``). It is
+detected (``data.multi_label`` unset) or set; a split's labels are then tuples of names and the
+encoded labels a 0/1 matrix (texts x labels).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +38,50 @@ SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation", "dev", "valid")
 # Hugging Face loading script.
 EMOTION_LABELS = ("sadness", "joy", "love", "anger", "fear", "surprise")
 EMOTION_FILES = {
-    "train": ("https://www.dropbox.com/s/1pzkadrvffbqw6o/train.txt?dl=1", 1658616,
-              "3ab03d945a6cb783d818ccd06dafd52d2ed8b4f62f0f85a09d7d11870865b190"),
-    "val": ("https://www.dropbox.com/s/2mzialpsgf9k5l3/val.txt?dl=1", 204240,
-            "34faaa31962fe63cdf5dbf6c132ef8ab166c640254ab991af78f3aea375e79ef"),
-    "test": ("https://www.dropbox.com/s/ikkqxfdbdec3fuj/test.txt?dl=1", 206760,
-             "60f531690d20127339e7f054edc299a82c627b5ec0dd5d552d53d544e0cfcc17"),
+    "train.txt": ("https://www.dropbox.com/s/1pzkadrvffbqw6o/train.txt?dl=1", 1658616,
+                  "3ab03d945a6cb783d818ccd06dafd52d2ed8b4f62f0f85a09d7d11870865b190"),
+    "val.txt": ("https://www.dropbox.com/s/2mzialpsgf9k5l3/val.txt?dl=1", 204240,
+                "34faaa31962fe63cdf5dbf6c132ef8ab166c640254ab991af78f3aea375e79ef"),
+    "test.txt": ("https://www.dropbox.com/s/ikkqxfdbdec3fuj/test.txt?dl=1", 206760,
+                 "60f531690d20127339e7f054edc299a82c627b5ec0dd5d552d53d544e0cfcc17"),
 }
+
+# GoEmotions (Demszky et al. 2020): the release's files, sizes and sha256 sums (see
+# ../shared/data/goemotions/SOURCE.md).
+GOEMOTIONS_URL = ("https://raw.githubusercontent.com/google-research/google-research/master/"
+                  "goemotions/data")
+GOEMOTIONS_FILES = {
+    "train.tsv": (f"{GOEMOTIONS_URL}/train.tsv", 3519053,
+                  "1c254a142be5c00e80d819b9ae1bbd36d94b2eeb8f4b1271846508d57e57d9c5"),
+    "dev.tsv": (f"{GOEMOTIONS_URL}/dev.tsv", 439059,
+                "575489c079c9de1097062a01738f998590d6b7ead66dd1c9fd1d2ba01fd8bc62"),
+    "test.tsv": (f"{GOEMOTIONS_URL}/test.tsv", 436706,
+                 "0587b2dd8b27b97352adbfc3fb083d46005c8946657fdc2b1ca8b1cc7f1f8be4"),
+    "labels.txt": (f"{GOEMOTIONS_URL}/emotions.txt", 248,
+                   "45c3ef86782d2a4d7fedcd6d8c111aa0d0e94720689bd164fac94fefb4495a89"),
+}
+
+
+@dataclass(frozen=True)
+class Published:
+    """A dataset emotune knows by name: where a user points at it, and where it is published."""
+
+    name: str
+    env: str  # a directory holding its files
+    url_env: str  # a base URL serving them instead of the published location
+    files: str  # the module constant naming {file: (url, size, sha256)} (read at call time)
+
+    def table(self) -> dict[str, tuple[str, int, str]]:
+        return globals()[self.files]
+
+
+PUBLISHED = {p.name: p for p in (
+    Published("emotion", "EMOTUNE_DATA", "EMOTUNE_EMOTION_URL", "EMOTION_FILES"),
+    Published("goemotions", "EMOTUNE_GOEMOTIONS_DATA", "EMOTUNE_GOEMOTIONS_URL",
+              "GOEMOTIONS_FILES"),
+)}
+LABELS_FILE = "labels.txt"  # label names, one per line: line i names label id i
+LIST_RE = re.compile(r"\d+(,\d+)*")  # GoEmotions' label ids: 0 or 3,15
 
 TOKEN_RE = re.compile(r"\w+|'\w+|[^\w\s]")  # GloVe-like: "i'm" -> "i", "'m"
 PAD, UNK = 0, 1
@@ -46,7 +90,7 @@ PAD, UNK = 0, 1
 @dataclass(frozen=True)
 class Split:
     texts: list[str]
-    labels: list[str]
+    labels: list[Any]  # one name per text; a tuple of names per text when multi-label
     source: str  # where the rows came from, for messages and `data info`
 
 
@@ -57,6 +101,7 @@ class Dataset:
     label_names: tuple[str, ...]
     checksum: str  # sha256 over the files' bytes, in split order
     files: tuple[str, ...]
+    multi_label: bool = False
 
 
 # ---------------------------------------------------------------- locating the data
@@ -71,49 +116,61 @@ def cache_dir() -> Path:
 
 
 def resolve_data_path(cfg: DataConfig, download: bool = True) -> Path:
-    """``data.path``, then ``$EMOTUNE_DATA``, then the user cache, then (with ``download``) a
-    verified download."""
+    """``data.path``, then the dataset's environment variable (``$EMOTUNE_DATA`` for emotion
+    and unnamed data, ``$EMOTUNE_GOEMOTIONS_DATA`` for goemotions), then the user cache, then
+    (with ``download``) a verified download."""
     if cfg.path:
         path = Path(cfg.path).expanduser()
         if not path.exists():
             raise DataError(f"data path {path} does not exist: check --data (or data.path)")
         return path
-    env = os.environ.get("EMOTUNE_DATA")
+    known = PUBLISHED.get(cfg.dataset)
+    env_name = known.env if known else "EMOTUNE_DATA"
+    env = os.environ.get(env_name)
     if env:
         path = Path(env).expanduser()
         if not path.exists():
-            raise DataError(f"EMOTUNE_DATA={env} does not exist: fix or unset it")
+            raise DataError(f"{env_name}={env} does not exist: fix or unset it")
         return path
-    if cfg.dataset != "emotion":
-        raise DataError(f"no data for dataset {cfg.dataset!r}: pass --data DIR_OR_FILE")
-    cached = cache_dir() / "data" / "emotion"
-    if all((cached / f"{s}.txt").is_file() for s in EMOTION_FILES):
+    if known is None:
+        raise DataError(f"no data for dataset {cfg.dataset!r}: pass --data DIR_OR_FILE "
+                        f"(datasets known by name: {', '.join(PUBLISHED)})")
+    cached = cache_dir() / "data" / known.name
+    if all((cached / f).is_file() for f in known.table()):
         return cached
     if not download:
-        raise DataError(f"the emotion dataset is not on this machine: set EMOTUNE_DATA=DIR "
-                        f"(or copy train.txt/val.txt/test.txt into {cached})")
-    return download_emotion(cached)
+        raise DataError(f"the {known.name} dataset is not on this machine: set "
+                        f"{env_name}=DIR (or copy {'/'.join(known.table())} into {cached})")
+    return download_dataset(known, cached)
 
 
 def download_emotion(target: Path, base_url: str | None = None, timeout: float = 30) -> Path:
-    """Download the three emotion files into ``target``, verified by size and sha256.
+    """``download_dataset`` of the emotion dataset."""
+    return download_dataset(PUBLISHED["emotion"], target, base_url, timeout)
+
+
+def download_dataset(known: Published, target: Path, base_url: str | None = None,
+                     timeout: float = 30) -> Path:
+    """Download a published dataset's files into ``target``, verified by size and sha256.
 
     Each file is written to a temporary name and renamed only once verified, so an interrupted
-    or corrupted download never leaves a file that looks complete. ``$EMOTUNE_EMOTION_URL``
-    (a base URL serving train.txt, val.txt, test.txt) replaces the published location.
+    or corrupted download never leaves a file that looks complete. ``base_url`` or the
+    dataset's URL variable (``$EMOTUNE_EMOTION_URL``, ``$EMOTUNE_GOEMOTIONS_URL``: a base URL
+    serving the files under their names here) replaces the published location.
     """
     import urllib.error
     import urllib.request
 
-    base_url = base_url or os.environ.get("EMOTUNE_EMOTION_URL")
+    base_url = base_url or os.environ.get(known.url_env)
     target.mkdir(parents=True, exist_ok=True)
-    for split, (url, size, sha) in EMOTION_FILES.items():
-        dest = target / f"{split}.txt"
+    files = known.table()
+    for name, (url, size, sha) in files.items():
+        dest = target / name
         if dest.is_file():
             continue
         if base_url:
-            url = f"{base_url.rstrip('/')}/{split}.txt"
-        log(f"downloading the emotion dataset's {split} split from {url}")
+            url = f"{base_url.rstrip('/')}/{name}"
+        log(f"downloading the {known.name} dataset's {name} from {url}")
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
         try:
             with urllib.request.urlopen(url, timeout=timeout) as r:
@@ -121,14 +178,14 @@ def download_emotion(target: Path, base_url: str | None = None, timeout: float =
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", e)
             raise DataError(
-                f"the emotion dataset is not on this machine and downloading it from {url} "
-                f"failed ({reason}). Provide it in one of three ways: --data DIR, "
-                f"EMOTUNE_DATA=DIR, or copy train.txt/val.txt/test.txt into {target}"
+                f"the {known.name} dataset is not on this machine and downloading it from "
+                f"{url} failed ({reason}). Provide it in one of three ways: --data DIR, "
+                f"{known.env}=DIR, or copy {'/'.join(files)} into {target}"
             ) from None
         got = hashlib.sha256(body).hexdigest()
         if len(body) != size or got != sha:
             raise DataError(
-                f"downloaded {split}.txt from {url} is corrupt or a different file "
+                f"downloaded {name} from {url} is corrupt or a different file "
                 f"({len(body)} bytes, sha256 {got[:12]}..., expected {size} bytes, "
                 f"sha256 {sha[:12]}...); nothing was saved. Try again later, or use --data DIR"
             )
@@ -208,7 +265,8 @@ def _read_table(path: Path, cfg: DataConfig) -> tuple[list[str], list[str], list
                 f"set data.text_column / data.label_column, e.g. --set label_column=emotion"
             )
     texts = ["" if v is None else str(v) for v in frame[cfg.text_column].tolist()]
-    labels = [str(v).strip() for v in frame[cfg.label_column].tolist()]
+    labels = [list(v) if isinstance(v, (list, tuple, np.ndarray)) else str(v).strip()
+              for v in frame[cfg.label_column].tolist()]  # lists: multi-label
     if first_line is None:
         lines = [i + 1 for i in range(len(frame))]  # row numbers
     else:
@@ -216,25 +274,92 @@ def _read_table(path: Path, cfg: DataConfig) -> tuple[list[str], list[str], list
     return texts, labels, lines
 
 
-def read_split_file(path: Path, cfg: DataConfig) -> tuple[list[str], list[str]]:
-    """Texts and raw labels of one file; rejects empty texts and labels with file and line."""
+def _is_goemotions_tsv(text: str) -> bool:
+    """GoEmotions' own layout: no header, ``text<TAB>ids<TAB>comment id`` with ids like 3,15."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    fields = first.split("\t")
+    return len(fields) == 3 and bool(LIST_RE.fullmatch(fields[1].strip()))
+
+
+def _read_goemotions(path: Path, text: str) -> tuple[list[str], list[Any], list[int]]:
+    texts, labels, lines = [], [], []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.rsplit("\t", 2)
+        if len(fields) != 3:
+            raise DataError(f"{where(path, n)}: expected `text<TAB>label ids<TAB>comment id` "
+                            f"(GoEmotions' layout), found {len(fields)} field(s)")
+        texts.append(fields[0])
+        labels.append(fields[1].strip().split(",") if fields[1].strip() else [])
+        lines.append(n)
+    return texts, labels, lines
+
+
+def parse_label_list(value: Any, at: str) -> tuple[str, ...]:
+    """One row's labels as a tuple: a list as it is, ``["joy", "love"]`` (JSON or Python
+    quotes) or ``joy,love``; repeats dropped, order kept.
+
+    Raises:
+        DataError: an empty list, an empty item, or a bracketed list that does not parse;
+            ``at`` (file and line) starts the message.
+    """
+    import ast
+
+    if isinstance(value, (list, tuple, np.ndarray)):
+        items = [str(v).strip() for v in value]
+    else:
+        text = str(value).strip()
+        if text.startswith("[") or text.endswith("]"):
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                parsed = None
+            if not isinstance(parsed, list):
+                raise DataError(f"{at}: label list {text!r} is malformed; write it as "
+                                f'["joy", "love"] or joy,love') from None
+            items = [str(v).strip() for v in parsed]
+        else:
+            items = [x.strip() for x in text.split(",")] if text else []
+    if not items:
+        raise DataError(f"{at}: empty label list; every row needs at least one label")
+    if not all(items):
+        raise DataError(f"{at}: label list {value!r} has an empty item; remove the extra comma")
+    return tuple(dict.fromkeys(items))
+
+
+def read_split_file(path: Path, cfg: DataConfig) -> tuple[list[str], list[Any], list[int]]:
+    """Texts, raw labels and line (or row) numbers of one file; rejects empty texts and labels
+    with file and line. A raw label is a string, or a list for a multi-label row."""
     suffix = path.suffix.lower()
     if suffix not in EXTENSIONS:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use one of "
                         f"{', '.join(EXTENSIONS)}")
     if suffix == ".txt":
         texts, labels, lines = _read_txt(path, _decode(path, path.read_bytes()))
+    elif suffix == ".tsv" and _is_goemotions_tsv(text := _decode(path, path.read_bytes())):
+        texts, labels, lines = _read_goemotions(path, text)
     else:
         texts, labels, lines = _read_table(path, cfg)
     unit = "row" if suffix == ".parquet" else "line"
     for t, label, n in zip(texts, labels, lines):
         if not t.strip():
             raise DataError(f"{path} {unit} {n}: empty text; remove the row or fill it in")
-        if not label:
+        if isinstance(label, str) and not label:
             raise DataError(f"{path} {unit} {n}: empty label; every row needs a label")
     if not texts:
         raise DataError(f"{path}: no rows; a split file needs at least one `text;label` row")
-    return [t.strip() for t in texts], labels
+    return [t.strip() for t in texts], labels, lines
+
+
+def _read_labels_file(path: Path) -> tuple[str, ...]:
+    names = [x.strip() for x in _decode(path, path.read_bytes()).splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names or not all(names) or len(set(names)) != len(names):
+        raise DataError(f"{path}: needs one distinct label name per line (line i names label "
+                        f"id i), with no empty lines")
+    return tuple(names)
 
 
 def _find_split_files(directory: Path) -> dict[str, Path]:
@@ -257,10 +382,11 @@ def _find_split_files(directory: Path) -> dict[str, Path]:
     return found
 
 
-def _label_names(train_labels: list[str], cfg: DataConfig) -> tuple[str, ...]:
-    if cfg.label_names:
-        return tuple(cfg.label_names)
-    seen = set(train_labels)
+def _label_names(train_labels: list[Any], given: tuple[str, ...] | None
+                 ) -> tuple[str, ...]:
+    if given:
+        return tuple(given)
+    seen = {x for v in train_labels for x in (v if isinstance(v, tuple) else (v,))}
     if all(re.fullmatch(r"-?\d+", x) for x in seen):
         return tuple(sorted(seen, key=int))
     if seen <= set(EMOTION_LABELS):
@@ -268,19 +394,30 @@ def _label_names(train_labels: list[str], cfg: DataConfig) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
-def _normalise_labels(labels: list[str], names: tuple[str, ...], cfg: DataConfig,
-                      source: str) -> list[str]:
-    """Integer labels index ``label_names`` when those are given; names are kept."""
-    if cfg.label_names and all(re.fullmatch(r"\d+", x) for x in labels):
-        out = []
-        for x in labels:
-            i = int(x)
-            if i >= len(names):
-                raise DataError(f"{source}: label {i} but label_names has only {len(names)} "
-                                f"names; fix data.label_names")
-            out.append(names[i])
-        return out
-    return labels
+def _by_id(label: str, names: tuple[str, ...], given: bool, at: str, origin: str) -> str:
+    """A label id (an integer) as its name when names were given; names are kept."""
+    if given and re.fullmatch(r"\d+", label):
+        i = int(label)
+        if i >= len(names):
+            raise DataError(f"{at}: label id {i} but {origin} names only {len(names)} labels "
+                            f"(ids 0-{len(names) - 1}); fix the row or {origin}")
+        return names[i]
+    return label
+
+
+def _multi_label(raw: dict[str, tuple[list[str], list[Any], list[int]]], paths: dict[str, Path],
+                 cfg: DataConfig) -> bool:
+    """``data.multi_label``, or detected: a label list anywhere, or a comma in a label."""
+    lists = [(s, i) for s, (_, labels, _) in raw.items()
+             for i, v in enumerate(labels) if not isinstance(v, str)]
+    if cfg.multi_label is False and lists:
+        s, i = lists[0]
+        raise DataError(f"{where(paths[s], raw[s][2][i])}: a list of labels, but "
+                        f"data.multi_label is false; set --set multi_label=true (or unset it)")
+    if cfg.multi_label is not None:
+        return cfg.multi_label
+    return bool(lists) or any("," in v for _, labels, _ in raw.values() for v in labels
+                              if isinstance(v, str))
 
 
 def _stratified_split(split: Split, count: int, seed: int, name: str
@@ -299,44 +436,85 @@ def _stratified_split(split: Split, count: int, seed: int, name: str
     return pick(keep, split.source), pick(held, f"{split.source} ({name} part, seed {seed})")
 
 
+def _random_split(split: Split, count: int, seed: int, name: str) -> tuple[Split, Split]:
+    """A seeded random split (multi-label rows have no single label to stratify by)."""
+    order = np.random.default_rng(seed).permutation(len(split.texts))
+    held, keep = np.sort(order[:count]), np.sort(order[count:])
+    pick = lambda ix, src: Split([split.texts[i] for i in ix],  # noqa: E731
+                                 [split.labels[i] for i in ix], src)
+    return pick(keep, split.source), pick(held, f"{split.source} ({name} part, seed {seed})")
+
+
 def load_dataset(cfg: DataConfig, download: bool = True) -> Dataset:
     """Read, validate and split the data named by ``cfg`` (see module docstring); without
     ``download``, data that is not on this machine is an error rather than a download."""
     path = resolve_data_path(cfg, download)
     files = _find_split_files(path) if path.is_dir() else {"train": path}
-    raw = {s: Split(*read_split_file(p, cfg), str(p)) for s, p in files.items()}
-    names = _label_names(raw["train"].labels, cfg)
-    for s, sp in raw.items():
-        raw[s] = Split(sp.texts, _normalise_labels(sp.labels, names, cfg, sp.source), sp.source)
-    train = raw["train"]
+    labels_file = (path if path.is_dir() else path.parent) / LABELS_FILE
+    given, origin = cfg.label_names, "data.label_names"
+    if not given and labels_file.is_file():
+        given, origin = _read_labels_file(labels_file), str(labels_file)
+    raw = {s: read_split_file(p, cfg) for s, p in files.items()}
+    multi = _multi_label(raw, files, cfg)
+    rows: dict[str, Split] = {}
+    for s, (texts, labels, lines) in raw.items():
+        if multi:
+            labels = [parse_label_list(v, where(files[s], n)) for v, n in zip(labels, lines)]
+        elif not all(isinstance(v, str) for v in labels):
+            raise DataError(f"{files[s]}: a list of labels in single-label data; set "
+                            f"--set multi_label=true")
+        rows[s] = Split(texts, labels, str(files[s]))
+    names = _label_names(rows["train"].labels, given)
+    for s, sp in rows.items():
+        lines = raw[s][2]
+        if multi:
+            labels = [tuple(dict.fromkeys(_by_id(x, names, bool(given), where(files[s], n),
+                                                 origin) for x in v))
+                      for v, n in zip(sp.labels, lines)]
+        else:
+            labels = [_by_id(v, names, bool(given), where(files[s], n), origin)
+                      for v, n in zip(sp.labels, lines)]
+        rows[s] = Split(sp.texts, labels, sp.source)
+    carve = _random_split if multi else _stratified_split
+    train = rows["train"]
     n = len(train.texts)  # fractions are of the file being split
-    if "test" not in raw:
+    if "test" not in rows:
         count = max(1, round(cfg.test_fraction * n))
-        train, raw["test"] = _stratified_split(train, count, cfg.split_seed, "test")
-    if "val" not in raw:
+        train, rows["test"] = carve(train, count, cfg.split_seed, "test")
+    if "val" not in rows:
         count = max(1, round(cfg.val_fraction * n))
-        train, raw["val"] = _stratified_split(train, count, cfg.split_seed, "val")
-    raw["train"] = train
+        train, rows["val"] = carve(train, count, cfg.split_seed, "val")
+    rows["train"] = train
     known = set(names)
     for s in ("train", "val", "test"):
-        unknown = sorted(set(raw[s].labels) - known)
+        flat = [x for v in rows[s].labels for x in (v if multi else (v,))]
+        unknown = sorted(set(flat) - known)
         if unknown:
-            first = raw[s].labels.index(unknown[0]) + 1
+            first = next(i for i, v in enumerate(rows[s].labels)
+                         if unknown[0] in (v if multi else (v,))) + 1
             raise DataError(
-                f"{raw[s].source}: label {unknown[0]!r} (first at row {first}) never occurs in "
+                f"{rows[s].source}: label {unknown[0]!r} (first at row {first}) never occurs in "
                 f"the training data, whose labels are {', '.join(names)}; fix the label or add "
                 f"training rows for it"
             )
     digest = hashlib.sha256()
-    for p in files.values():
+    paths = list(files.values()) + ([labels_file] if origin == str(labels_file) else [])
+    for p in paths:
         digest.update(p.read_bytes())
     return Dataset(
         name=cfg.dataset if not cfg.path else path.stem,
-        splits={s: raw[s] for s in ("train", "val", "test")},
+        splits={s: rows[s] for s in ("train", "val", "test")},
         label_names=names,
         checksum=digest.hexdigest(),
-        files=tuple(str(p) for p in files.values()),
+        files=tuple(str(p) for p in paths),
+        multi_label=multi,
     )
+
+
+def is_multi_label(cfg: DataConfig) -> bool:
+    """Whether the data ``cfg`` names has several labels per text (``data.multi_label``, else
+    detected by reading it)."""
+    return cfg.multi_label if cfg.multi_label is not None else load_dataset(cfg).multi_label
 
 
 # ---------------------------------------------------------------- tokenising once
@@ -350,7 +528,7 @@ def tokenize(text: str) -> list[str]:
 class Encoded:
     ids: np.ndarray  # (n, max_len) int32, right-padded with PAD
     lengths: np.ndarray  # (n,) int32, tokens kept per row (>= 1)
-    labels: np.ndarray  # (n,) int32
+    labels: np.ndarray  # (n,) int32 label ids; multi-label: (n, labels) 0/1 uint8
 
 
 @dataclass(frozen=True)
@@ -370,8 +548,22 @@ class Prepared:
     def num_classes(self) -> int:
         return len(self.label_names)
 
+    @property
+    def multi_label(self) -> bool:
+        """Several labels per text: the labels are a 0/1 matrix, the model has a sigmoid per
+        label."""
+        return self.train.labels.ndim == 2
 
-def _encode(texts: list[list[str]], labels: list[str], index: dict[str, int],
+
+def label_matrix(labels: list[tuple[str, ...]], label_index: dict[str, int]) -> np.ndarray:
+    """Multi-label rows as a 0/1 matrix (texts x labels)."""
+    y = np.zeros((len(labels), len(label_index)), dtype=np.uint8)
+    for i, row in enumerate(labels):
+        y[i, [label_index[x] for x in row]] = 1
+    return y
+
+
+def _encode(texts: list[list[str]], labels: list[Any], index: dict[str, int],
             label_index: dict[str, int], max_len: int) -> Encoded:
     ids = np.zeros((len(texts), max_len), dtype=np.int32)
     lengths = np.zeros(len(texts), dtype=np.int32)
@@ -379,6 +571,8 @@ def _encode(texts: list[list[str]], labels: list[str], index: dict[str, int],
         row = [index.get(t, UNK) for t in toks[:max_len]] or [UNK]
         ids[i, : len(row)] = row
         lengths[i] = len(row)
+    if labels and isinstance(labels[0], tuple):
+        return Encoded(ids, lengths, label_matrix(labels, label_index))
     y = np.array([label_index[x] for x in labels], dtype=np.int32)
     return Encoded(ids, lengths, y)
 
@@ -412,8 +606,9 @@ def subsample(prepared: Prepared, n: int, seed: int) -> Prepared:
     if n < prepared.num_classes:
         raise DataError(f"--sample {n} is smaller than the number of labels "
                         f"({prepared.num_classes}); sample at least that many rows")
+    labels = prepared.train.labels
     keep, _ = train_test_split(np.arange(total), train_size=n, random_state=seed,
-                               stratify=prepared.train.labels)
+                               stratify=None if labels.ndim == 2 else labels)
     keep = np.sort(keep)
     t = prepared.train
     return dataclasses.replace(prepared, train=Encoded(t.ids[keep], t.lengths[keep],
@@ -423,20 +618,22 @@ def subsample(prepared: Prepared, n: int, seed: int) -> Prepared:
 # ---------------------------------------------------------------- `emotune data info`
 
 
-def describe(dataset: Dataset, prepared: Prepared) -> dict:
-    """The numbers behind `emotune data info`: plain data, printed by the CLI."""
+def describe(dataset: Dataset, prepared: Prepared, top_pairs: int = 10) -> dict:
+    """The numbers behind `emotune data info`: plain data, printed by the CLI. Multi-label data
+    also gets labels per text and the ``top_pairs`` most frequent label pairs per split."""
+    multi = dataset.multi_label
     out: dict = {"dataset": dataset.name, "files": list(dataset.files),
                  "checksum": dataset.checksum, "labels": list(dataset.label_names),
-                 "vocabulary": len(prepared.vocab) - 2, "max_len": prepared.max_len,
-                 "splits": {}}
+                 "multi_label": multi, "vocabulary": len(prepared.vocab) - 2,
+                 "max_len": prepared.max_len, "splits": {}}
     for s, sp in dataset.splits.items():
         words = np.array([len(t.split()) for t in sp.texts])
-        counts = Counter(sp.labels)
+        counts = Counter(x for v in sp.labels for x in (v if multi else (v,)))
         dup = Counter(sp.texts)
-        groups = {}
+        groups: dict[str, set] = {}
         for t, label in zip(sp.texts, sp.labels):
             groups.setdefault(t, set()).add(label)
-        out["splits"][s] = {
+        info = {
             "rows": len(sp.texts),
             "per_label": {n: counts.get(n, 0) for n in dataset.label_names},
             "words_percentiles": {f"p{p}": float(np.percentile(words, p))
@@ -444,6 +641,15 @@ def describe(dataset: Dataset, prepared: Prepared) -> dict:
             "duplicate_texts": sum(1 for c in dup.values() if c > 1),
             "duplicates_with_conflicting_labels": sum(1 for g in groups.values() if len(g) > 1),
         }
+        if multi:
+            sizes = Counter(len(v) for v in sp.labels)
+            pairs = Counter((a, b) for v in sp.labels
+                            for i, a in enumerate(sorted(v)) for b in sorted(v)[i + 1:])
+            info["labels_per_text"] = {str(k): sizes[k] for k in sorted(sizes)}
+            info["multi_label_rows"] = sum(c for k, c in sizes.items() if k > 1)
+            info["top_pairs"] = [{"pair": f"{a} + {b}", "rows": c}
+                                 for (a, b), c in pairs.most_common(top_pairs)]
+        out["splits"][s] = info
     names = list(dataset.splits)
     sets = {s: set(dataset.splits[s].texts) for s in names}
     out["shared_texts"] = {f"{a}&{b}": len(sets[a] & sets[b])

@@ -11,6 +11,7 @@ The bundle and the report folder are replaced together, and only once every seed
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,23 +36,158 @@ def gradient_probe(prepared: Prepared, rows: int = 512) -> Any:
 
 @dataclass(frozen=True)
 class SplitMetrics:
+    """One split's numbers. Multi-label (``multi`` set): ``accuracy`` is subset accuracy (every
+    label of a text right), ``cross_entropy`` the binary one averaged over labels, ``per_class``
+    also has each label's threshold and average precision, and ``confusion[i, j]`` counts the
+    texts labelled i for which j was predicted (the diagonal: hits; a row's other cells: the
+    labels predicted alongside or instead)."""
+
     accuracy: float
     macro_f1: float
     weighted_f1: float
     cross_entropy: float
     per_class: Any  # DataFrame: label, precision, recall, f1, support
     confusion: np.ndarray  # counts, rows = true label
+    multi: MultiLabelExtra | None = None
 
     @property
     def confusion_percent(self) -> np.ndarray:
-        """The confusion matrix as percentages of each true label's row."""
+        """The confusion matrix as percentages of each true label's row (multi-label: of
+        the label's texts)."""
+        if self.multi is not None:
+            support = self.per_class["support"].to_numpy(dtype=float)[:, None]
+            return np.where(support > 0, 100.0 * self.confusion / np.maximum(support, 1), 0.0)
         return row_percent(self.confusion)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"test_accuracy": self.accuracy, "test_macro_f1": self.macro_f1,
-                "test_weighted_f1": self.weighted_f1, "test_cross_entropy": self.cross_entropy,
-                "per_class": self.per_class.to_dict("records"),
-                "confusion": self.confusion.tolist()}
+        out = {"test_accuracy": self.accuracy, "test_macro_f1": self.macro_f1,
+               "test_weighted_f1": self.weighted_f1, "test_cross_entropy": self.cross_entropy,
+               "per_class": self.per_class.to_dict("records"),
+               "confusion": self.confusion.tolist()}
+        if self.multi is not None:
+            out.update({"multi_label": True, "test_subset_accuracy": self.accuracy,
+                        **{f"test_{k}": v for k, v in self.multi.scores().items()},
+                        "threshold_rule": self.multi.rule,
+                        "thresholds": [float(t) for t in self.multi.thresholds]})
+        return out
+
+
+@dataclass(frozen=True)
+class MultiLabelExtra:
+    """What a multi-label split has beyond ``SplitMetrics``: the thresholds it was decided at
+    (tuned on validation by ``rule``), micro-F1, Hamming loss, label-ranking numbers, the
+    macro- and micro-F1 under the other threshold rules (for reference), and the PR curves of
+    the weakest labels."""
+
+    rule: str  # per-label | global | fixed
+    thresholds: np.ndarray  # per label
+    micro_f1: float
+    hamming_loss: float
+    macro_ap: float  # mean average precision over labels (threshold-free)
+    by_rule: dict[str, dict[str, float]]  # rule -> {"macro_f1", "micro_f1"}
+    pr_curves: dict[str, tuple[np.ndarray, np.ndarray]]  # label -> (recall, precision)
+
+    def scores(self) -> dict[str, float]:
+        return {"micro_f1": self.micro_f1, "hamming_loss": self.hamming_loss,
+                "macro_average_precision": self.macro_ap}
+
+
+# finer where rare labels' thresholds fall (a label on 1% of texts rarely reaches 0.5)
+THRESHOLD_GRID = np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.075,
+                           *np.round(np.arange(0.1, 0.951, 0.05), 2)])
+THRESHOLD_RULES = ("per-label", "global", "fixed")
+
+
+def tune_thresholds(y: np.ndarray, probs: np.ndarray, rule: str = "per-label",
+                    fixed: float = 0.5) -> np.ndarray:
+    """Decision thresholds for multi-label ``probs`` chosen on (validation) labels ``y``.
+
+    ``per-label``: each label's threshold on ``THRESHOLD_GRID`` maximising that label's F1
+    (ties: the one nearest 0.5; a label without positives keeps ``fixed``); ``global``: one
+    threshold for all labels maximising macro-F1; ``fixed``: ``fixed`` for every label.
+    """
+    from emotune.scores import f1_from_counts
+
+    k = probs.shape[1]
+    if rule == "fixed":
+        return np.full(k, fixed)
+    true = (y > 0)[None]  # 1 x n x labels
+    pred = probs[None] >= THRESHOLD_GRID[:, None, None]  # grid x n x labels
+    tp = (pred & true).sum(1).astype(float)
+    predicted, actual = pred.sum(1).astype(float), np.broadcast_to(true.sum(1), tp.shape)
+    denom = predicted + actual
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)  # grid x labels
+    near = np.abs(THRESHOLD_GRID - 0.5)
+    if rule == "global":
+        macro, _ = f1_from_counts(tp, predicted, actual.astype(float))
+        best = max(range(len(THRESHOLD_GRID)), key=lambda i: (round(macro[i], 12), -near[i]))
+        return np.full(k, THRESHOLD_GRID[best])
+    if rule != "per-label":
+        raise EmotuneError(f"unknown threshold rule {rule!r}: expected one of "
+                           f"{', '.join(THRESHOLD_RULES)}")
+    out = np.full(k, fixed)
+    for j in range(k):
+        if actual[0, j] > 0:
+            out[j] = THRESHOLD_GRID[max(range(len(THRESHOLD_GRID)),
+                                        key=lambda i: (round(f1[i, j], 12), -near[i]))]
+    return out
+
+
+def evaluate_multi_label(y: np.ndarray, probs: np.ndarray, labels: list[str],
+                         thresholds: np.ndarray, rule: str,
+                         other: dict[str, np.ndarray] | None = None,
+                         curves: int = 4) -> SplitMetrics:
+    """The numbers of one multi-label split at ``thresholds`` (pure; see ``SplitMetrics``).
+
+    Args:
+        y: the 0/1 label matrix (texts x labels).
+        probs: one sigmoid probability per label.
+        labels: the label names.
+        thresholds: one per label (``tune_thresholds`` on validation).
+        rule: how they were chosen, for the record.
+        other: the thresholds of the other rules, scored for reference.
+        curves: PR curves are kept for this many labels with the lowest F1.
+    """
+    import pandas as pd
+    from sklearn.metrics import (
+        average_precision_score,
+        f1_score,
+        hamming_loss,
+        precision_recall_curve,
+        precision_recall_fscore_support,
+    )
+
+    from emotune.scores import cross_entropies
+
+    true = (y > 0).astype(int)
+    pred = (probs >= thresholds[None]).astype(int)
+    p, r, f, s = precision_recall_fscore_support(true, pred, zero_division=0)
+    ap = np.array([average_precision_score(true[:, j], probs[:, j]) if true[:, j].any()
+                   else np.nan for j in range(len(labels))])
+    per_class = pd.DataFrame({"label": labels, "threshold": thresholds, "precision": p,
+                              "recall": r, "f1": f, "support": s, "average_precision": ap})
+
+    def f1s(pr: np.ndarray) -> dict[str, float]:
+        return {"macro_f1": float(f1_score(true, pr, average="macro", zero_division=0)),
+                "micro_f1": float(f1_score(true, pr, average="micro", zero_division=0))}
+
+    by_rule = {name: {**f1s((probs >= t[None]).astype(int)),
+                      "threshold": float(t[0]) if np.all(t == t[0]) else math.nan}
+               for name, t in (other or {}).items()}
+    weakest = [int(j) for j in np.argsort(f, kind="stable")[:curves] if s[j] > 0]
+    pr_curves = {}
+    for j in weakest:
+        prec, rec, _ = precision_recall_curve(true[:, j], probs[:, j])
+        pr_curves[labels[j]] = (rec, prec)
+    extra = MultiLabelExtra(rule, np.asarray(thresholds, dtype=float),
+                            f1s(pred)["micro_f1"], float(hamming_loss(true, pred)),
+                            float(np.nanmean(ap)), by_rule, pr_curves)
+    return SplitMetrics(
+        accuracy=float((pred == true).all(1).mean()),
+        macro_f1=float(f1_score(true, pred, average="macro", zero_division=0)),
+        weighted_f1=float(f1_score(true, pred, average="weighted", zero_division=0)),
+        cross_entropy=float(cross_entropies(y, probs).mean()),
+        per_class=per_class, confusion=true.T @ pred, multi=extra)
 
 
 def evaluate_split(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> SplitMetrics:
@@ -155,11 +291,38 @@ def fit_and_evaluate(config: Any, prepared: Prepared, embedding: Any, *,
     history["grad_norm"] = [r["grad_norm"] for r in extra]
     history["learning_rate"] = [r["learning_rate"] for r in extra]
     labels = tuple(prepared.label_names)
-    test = evaluate_split(prepared.test.labels, predict_probs(result.model, prepared.test),
-                          list(labels))
+    probs = predict_probs(result.model, prepared.test)
     val = {k: result.metrics[k] for k in ("val_accuracy", "val_loss", "val_macro_f1",
                                           "best_epoch", "epochs_run", "seconds", "params")}
+    if prepared.multi_label:
+        test, val = evaluate_multi_label_model(config, prepared, result.model, probs, val)
+    else:
+        test = evaluate_split(prepared.test.labels, probs, list(labels))
     return result.model, FinalEvaluation(title, labels, test, val, config.train.seed, history)
+
+
+def evaluate_multi_label_model(config: Any, prepared: Prepared, model: Any,
+                                test_probs: np.ndarray, val: dict[str, Any]
+                                ) -> tuple[SplitMetrics, dict[str, Any]]:
+    """Thresholds tuned on validation (``train.threshold_rule``; the other rules' too, for
+    reference), then the test split scored once at them; ``val`` gains the validation
+    macro- and micro-F1 at the tuned thresholds (optimistic: chosen there)."""
+    from emotune.scores import multi_label_scores
+    from emotune.train import predict_probs
+
+    tc = config.train
+    val_probs = predict_probs(model, prepared.val)
+    rules = {r: tune_thresholds(prepared.val.labels, val_probs, r, tc.threshold)
+             for r in THRESHOLD_RULES}
+    chosen = rules[tc.threshold_rule]
+    tuned = multi_label_scores(prepared.val.labels, val_probs, math.nan, chosen)
+    val = {**val, "val_micro_f1": multi_label_scores(prepared.val.labels, val_probs, math.nan,
+                                                     tc.threshold)["val_micro_f1"],
+           "val_macro_f1_tuned": tuned["val_macro_f1"],
+           "val_micro_f1_tuned": tuned["val_micro_f1"]}
+    test = evaluate_multi_label(prepared.test.labels, test_probs, list(prepared.label_names),
+                                chosen, tc.threshold_rule, rules)
+    return test, val
 
 
 def train_final(config: Any, prepared: Prepared, embedding: Any, *, name: str,
@@ -232,7 +395,8 @@ def train_final(config: Any, prepared: Prepared, embedding: Any, *, name: str,
             metrics = {**e.val, **e.test.as_dict(), "seed": e.seed,
                        "data_checksum": prepared.checksum, "embedding": embedding.summary()}
             sub = Path() if seed is None else Path(f"seed-{seed}")
-            save_bundle(bundle_tmp / sub, model, cfg, prepared, metrics, versions)
+            thresholds = None if e.test.multi is None else e.test.multi.thresholds
+            save_bundle(bundle_tmp / sub, model, cfg, prepared, metrics, versions, thresholds)
             write_final_report(report_tmp / sub, e)
             evaluations.append(e)
         table = None if seeds is None else seeds_table(evaluations)

@@ -74,6 +74,38 @@ class SmoothedLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="emotune")
+class MultiLabelLoss(keras.losses.Loss):
+    """Binary cross-entropy per label, averaged over labels, with the multi-label variants:
+    a weight on each label's positives (``pos_weight``, e.g. negatives / positives in training,
+    so a rare label's misses cost as much as a frequent one's), focal weighting
+    (``(1 - p_t)^gamma``, Lin et al. 2017) and label smoothing (targets ``y(1 - e) + e/2``).
+    With none of them it is Keras's binary cross-entropy."""
+
+    def __init__(self, pos_weight: list[float] | None = None, focal_gamma: float = 0.0,
+                 smoothing: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(name=kwargs.pop("name", "multi_label_crossentropy"), **kwargs)
+        self.pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]
+        self.focal_gamma, self.smoothing = focal_gamma, smoothing
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y = ops.cast(y_true, y_pred.dtype)
+        if self.smoothing:
+            y = y * (1.0 - self.smoothing) + 0.5 * self.smoothing
+        p = ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
+        pos, neg = -y * ops.log(p), -(1.0 - y) * ops.log(1.0 - p)
+        if self.focal_gamma:
+            pos = pos * ops.power(1.0 - p, self.focal_gamma)
+            neg = neg * ops.power(p, self.focal_gamma)
+        if self.pos_weight is not None:
+            pos = pos * ops.convert_to_tensor(self.pos_weight, dtype=y_pred.dtype)
+        return ops.mean(pos + neg, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"pos_weight": self.pos_weight, "focal_gamma": self.focal_gamma,
+                "smoothing": self.smoothing, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="emotune")
 class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up from 0 to ``lr`` over ``warmup`` steps, then ``decay`` (a schedule that
     starts at step 0 where the warm-up ends)."""

@@ -110,9 +110,18 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int | None = None) -> Any:
                       f"or sgd")
 
 
-def make_loss(cfg: TrainConfig, num_classes: int) -> Any:
+def make_loss(cfg: TrainConfig, num_classes: int, multi_label: bool = False,
+              pos_weight: np.ndarray | None = None) -> Any:
     """Sparse cross-entropy; label smoothing and focal weighting when asked (Keras's sparse
-    losses have neither)."""
+    losses have neither). Multi-label: binary cross-entropy per label, with ``pos_weight``
+    (``class_weight: balanced``), focal weighting and smoothing when asked."""
+    if multi_label:
+        if pos_weight is None and not cfg.focal_gamma and not cfg.label_smoothing:
+            return "binary_crossentropy"
+        from emotune.layers import MultiLabelLoss
+
+        return MultiLabelLoss(None if pos_weight is None else list(pos_weight),
+                              cfg.focal_gamma, cfg.label_smoothing)
     if not cfg.label_smoothing and not cfg.focal_gamma:
         return "sparse_categorical_crossentropy"
     from emotune.layers import SmoothedLoss
@@ -134,7 +143,8 @@ def _embedding(matrix: np.ndarray, trainable: bool, mask: bool, name: str) -> An
 
 
 def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
-                num_classes: int, steps_per_epoch: int | None = None) -> Any:
+                num_classes: int, steps_per_epoch: int | None = None, *,
+                multi_label: bool = False, pos_weight: np.ndarray | None = None) -> Any:
     """A compiled Keras model for ``model.type`` over ``embedding`` (vocab x dim).
 
     Token ids -> embedding (frozen, fine-tuned or both as two channels) -> the encoder of
@@ -148,6 +158,9 @@ def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
         num_classes: the number of labels.
         steps_per_epoch: needed by learning-rate schedules (warm-up, cosine, linear) and to
             keep ``train.steps_per_execution`` exact (``exact_steps_per_execution``).
+        multi_label: several labels per text: sigmoid outputs, binary cross-entropy, and
+            "accuracy" is the per-label (binary) accuracy.
+        pos_weight: multi-label only: the weight of each label's positives in the loss.
 
     Returns:
         A compiled ``keras.Model`` from int32 token ids (batch x tokens) to probabilities.
@@ -178,11 +191,13 @@ def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
         x = layers.SpatialDropout1D(model.spatial_dropout)(x)
     x = ENCODERS[model.type](x, model)
     x = layers.Dropout(model.dropout)(x)
-    out = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
+    out = layers.Dense(num_classes, activation="sigmoid" if multi_label else "softmax",
+                       dtype="float32", name="probs")(x)
     net = keras.Model(ids, out, name=f"emotune_{model.type}")
+    accuracy = keras.metrics.BinaryAccuracy(name="accuracy") if multi_label else "accuracy"
     net.compile(optimizer=make_optimizer(train, steps_per_epoch),
-                loss=make_loss(train, num_classes),
-                metrics=["accuracy"],
+                loss=make_loss(train, num_classes, multi_label, pos_weight),
+                metrics=[accuracy],
                 steps_per_execution=exact_steps_per_execution(steps_per_epoch,
                                                               train.steps_per_execution))
     return net

@@ -28,6 +28,8 @@ FILES = ("final.md", "test_metrics.json", "per_class.csv", "confusion_counts.csv
 
 def final_markdown(e: FinalEvaluation) -> str:
     """The text of ``final.md`` for one evaluated model."""
+    if e.test.multi is not None:
+        return multi_label_markdown(e)
     m, val, labels = e.test, e.val, list(e.labels)
     epochs = (f", best epoch {val['best_epoch']}/{val['epochs_run']}" if "best_epoch" in val
               else "")
@@ -58,9 +60,65 @@ def final_markdown(e: FinalEvaluation) -> str:
     return "".join(md)
 
 
+def multi_label_markdown(e: FinalEvaluation) -> str:
+    """``final.md`` of a multi-label model: the headline numbers, the threshold rules, the
+    per-label table (weakest first), the labels most often predicted for each true label, and
+    the per-epoch table."""
+    m, val, x = e.test, e.val, e.test.multi
+    four = "{:.4f}".format
+    epochs = (f", best epoch {val['best_epoch']}/{val['epochs_run']}" if "best_epoch" in val
+              else "")
+    n = len(e.labels)
+    table = m.per_class.sort_values("f1", kind="stable")
+    per_label = render(table, ["label", "threshold", "precision", "recall", "f1", "support",
+                               "average_precision"], "markdown",
+                       headers={"f1": "F1", "average_precision": "AP"},
+                       cells={"threshold": "{:.2f}".format, "precision": four, "recall": four,
+                              "f1": four, "average_precision": four,
+                              "support": lambda v: str(int(v))})
+    rules = render([{**v, "rule": r if v["threshold"] != v["threshold"]
+                     else f"{r} ({v['threshold']:g})", "used": "yes" if r == x.rule else ""}
+                    for r, v in x.by_rule.items()], ["rule", "macro_f1", "micro_f1", "used"],
+                   "markdown", headers={"macro_f1": "test macro-F1", "micro_f1": "test micro-F1"},
+                   cells={"macro_f1": four, "micro_f1": four})
+    labels = list(e.labels)
+    confused = []
+    for i, lab in enumerate(labels):
+        row = [(int(c), labels[j]) for j, c in enumerate(m.confusion[i]) if j != i and c > 0]
+        top = ", ".join(f"{name} {c}" for c, name in sorted(row, key=lambda t: -t[0])[:3])
+        confused.append({"true label": lab, "texts": int(m.per_class["support"].iloc[i]),
+                         "hits": int(m.confusion[i, i]), "also or instead predicted": top})
+    confusion = render(confused, ["true label", "texts", "hits", "also or instead predicted"],
+                       "markdown")
+    md = [f"# Final evaluation: {e.title} (multi-label, {n} labels)\n\n",
+          f"Test macro-F1 **{m.macro_f1:.4f}**, micro-F1 **{x.micro_f1:.4f}**, weighted-F1 "
+          f"{m.weighted_f1:.4f}, subset accuracy {m.accuracy:.4f}, Hamming loss "
+          f"{x.hamming_loss:.4f}, mean average precision {x.macro_ap:.4f}, binary "
+          f"cross-entropy {m.cross_entropy:.4f} (evaluated once), at the {x.rule} thresholds "
+          f"tuned on validation. Selected on validation: val macro-F1 {val['val_macro_f1']:.4f} "
+          f"at threshold 0.5 during training{epochs}; "
+          f"{val.get('val_macro_f1_tuned', float('nan')):.4f} at the tuned thresholds "
+          f"(optimistic: tuned there).\n\n",
+          "## Threshold rules\n\nEach rule's thresholds were chosen on validation before the "
+          "test split was read; the bundle uses the one marked (train.threshold_rule, chosen "
+          "before testing). The others are shown for reference, not to pick from.\n\n", rules,
+          "\n\n## Per label (weakest first)\n\nAP: average precision, threshold-free.\n\n",
+          per_label,
+          "\n\n## Label-wise confusion\n\nFor the texts carrying each label: how many got it "
+          "(hits) and which other labels were predicted most for them (alongside or "
+          "instead).\n\n", confusion,
+          "\n\n![label-wise confusion](confusion.png)\n\n"
+          "![PR curves of the weakest labels](pr_curves.png)\n"]
+    if e.history is not None:
+        md += ["\n## Per epoch (validation)\n\n", epoch_table(e.history),
+               "\n\n![curves](curves.png)\n"]
+    return "".join(md)
+
+
 EPOCH_COLUMNS = {"epoch": "epoch", "loss": "train loss", "accuracy": "train acc",
                  "val_loss": "val loss", "val_accuracy": "val acc",
-                 "val_macro_f1": "val macro-F1", "val_weighted_f1": "val weighted-F1",
+                 "val_macro_f1": "val macro-F1", "val_micro_f1": "val micro-F1",
+                 "val_weighted_f1": "val weighted-F1", "val_hamming": "val Hamming",
                  "val_cross_entropy": "val CE", "val_kl": "val KL",
                  "grad_norm": "grad norm", "learning_rate": "lr", "seconds": "s"}
 
@@ -104,16 +162,38 @@ def write_final_report(out: Path, e: FinalEvaluation) -> list[Path]:
         atomic_write_text(out / "history.csv", e.history.to_csv(index=False))
     atomic_write_text(out / "final.md", final_markdown(e))
     paths = [confusion_figure(m, labels, out / "confusion.png")]
+    if m.multi is not None:
+        paths.append(pr_curves_figure(m, out / "pr_curves.png"))
     if e.history is None:
         return paths + [out / f for f in FILES]
     paths.append(training_curves_figure(e.history, out / "curves.png"))
     return paths + [out / f for f in (*FILES, "history.csv")]
 
 
+def pr_curves_figure(m: SplitMetrics, path: Path) -> Path:
+    """Precision against recall for the weakest labels of a multi-label split, each with the
+    point its threshold gives."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.8))
+    rows = m.per_class.set_index("label")
+    for name, (rec, prec) in m.multi.pr_curves.items():
+        line, = ax.plot(rec, prec, label=f"{name} (AP {rows.loc[name, 'average_precision']:.2f})")
+        ax.plot(rows.loc[name, "recall"], rows.loc[name, "precision"], "o",
+                color=line.get_color())
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("PR curves of the weakest labels (dot: tuned threshold)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def confusion_figure(m: SplitMetrics, labels: list[str], path: Path) -> Path:
     """The confusion matrix side by side as counts and as row percent."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    big = len(labels) > 10  # multi-label GoEmotions: 28 labels, no numbers in the cells
+    fig, axes = plt.subplots(1, 2, figsize=(22, 10) if big else (12, 4.8))
     for ax, data, title, fmt_ in ((axes[0], m.confusion, "counts", "d"),
                                   (axes[1], m.confusion_percent, "row percent", ".1f")):
         ax.imshow(data, cmap="Blues")
@@ -121,9 +201,10 @@ def confusion_figure(m: SplitMetrics, labels: list[str], path: Path) -> Path:
         ax.set_yticks(range(len(labels)), labels)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"Confusion matrix ({title})")
+        ax.set_title(f"{'Label-wise confusion' if m.multi is not None else 'Confusion matrix'}"
+                     f" ({title if m.multi is None or title == 'counts' else 'percent of texts'})")
         hi = data.max()
-        for i in range(len(labels)):
+        for i in range(len(labels) if not big else 0):
             for j in range(len(labels)):
                 ax.text(j, i, format(data[i, j], fmt_), ha="center", va="center", fontsize=8,
                         color="white" if data[i, j] > hi / 2 else "black")
@@ -144,18 +225,25 @@ def training_curves_figure(history: Any, path: Path) -> Path:
     axes[0].set_title("loss")
     axes[1].plot(e, history["accuracy"], label="train")
     axes[1].plot(e, history["val_accuracy"], label="val")
-    axes[1].set_title("accuracy")
+    axes[1].set_title("accuracy" if "val_kl" in history.columns or not scores
+                      else "accuracy (train: per label; val: subset)")
     if scores:
         axes[2].plot(e, history["val_macro_f1"], label="macro")
+        if "val_micro_f1" in history.columns:
+            axes[2].plot(e, history["val_micro_f1"], label="micro")
         axes[2].plot(e, history["val_weighted_f1"], label="weighted")
         axes[2].set_title("val F1")
         axes[2].legend()
-        axes[3].plot(e, history["val_kl"], label="KL", color="teal")
-        if not np.allclose(history["val_kl"], history["val_cross_entropy"]):
-            axes[3].plot(e, history["val_cross_entropy"], label="cross-entropy",
-                         color="gray", linestyle="--")
-            axes[3].legend()
-        axes[3].set_title("val KL divergence")
+        if "val_kl" in history.columns:
+            axes[3].plot(e, history["val_kl"], label="KL", color="teal")
+            if not np.allclose(history["val_kl"], history["val_cross_entropy"]):
+                axes[3].plot(e, history["val_cross_entropy"], label="cross-entropy",
+                             color="gray", linestyle="--")
+                axes[3].legend()
+            axes[3].set_title("val KL divergence")
+        else:  # multi-label
+            axes[3].plot(e, history["val_hamming"], color="teal")
+            axes[3].set_title("val Hamming loss")
     axes[-2].plot(e, history["grad_norm"], color="purple")
     axes[-2].set_title("gradient norm (512 training rows)")
     axes[-1].plot(e, history["learning_rate"], color="gray")

@@ -24,10 +24,11 @@ from typing import Any
 from emotune.errors import EmotuneError
 
 KT_DIR = "kt"
-METRICS = ("val_accuracy", "val_loss", "val_macro_f1", "val_weighted_f1", "val_kl",
-           "val_accuracy_se", "val_macro_f1_se", "val_loss_se", "best_epoch", "epochs_run",
-           "train_accuracy", "train_loss", "seconds")
-BY_SEED = ("val_accuracy", "val_loss", "val_macro_f1")  # each seed's, and their spread
+METRICS = ("val_accuracy", "val_loss", "val_macro_f1", "val_micro_f1", "val_weighted_f1",
+           "val_kl", "val_hamming", "val_accuracy_se", "val_macro_f1_se", "val_micro_f1_se",
+           "val_loss_se", "best_epoch", "epochs_run", "train_accuracy", "train_loss", "seconds")
+# each seed's, and their spread (val_micro_f1: multi-label studies only)
+BY_SEED = ("val_accuracy", "val_loss", "val_macro_f1", "val_micro_f1")
 KT_STATUS = {"RUNNING": "running", "IDLE": "running", "COMPLETED": "completed",
              "INVALID": "failed", "FAILED": "failed", "STOPPED": "failed"}
 

@@ -103,7 +103,7 @@ def train_stream(enc: Encoded, batch_size: int, seed: int, epochs: int) -> Any:
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     flat = tf.constant(np.concatenate(batches).astype(np.int32))
     ids, lengths = tf.constant(enc.ids), tf.constant(enc.lengths.astype(np.int32))
-    labels = tf.constant(enc.labels.astype(np.int32))
+    labels = tf.constant(label_array(enc))
 
     def gather(start: Any, size: Any) -> tuple[Any, Any]:
         rows = flat[start:start + size]
@@ -119,8 +119,13 @@ def eval_stream(enc: Encoded, batch_size: int = 256) -> Any:
     makes of the arrays, without its autotuned pipeline (for validation and prediction)."""
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((padded(enc), enc.labels.astype(np.int32)))
+    data = tf.data.Dataset.from_tensor_slices((padded(enc), label_array(enc)))
     return without_autotune(data.batch(batch_size))
+
+
+def label_array(enc: Encoded) -> np.ndarray:
+    """The labels as the loss takes them: int32 ids, or a float32 0/1 matrix (multi-label)."""
+    return enc.labels.astype(np.float32 if enc.labels.ndim == 2 else np.int32)
 
 
 def predict_probs(model: Any, enc: Encoded) -> np.ndarray:
@@ -184,12 +189,23 @@ def seed_everything(seed: int) -> None:
 
 
 def class_weights(tc: Any, prepared: Prepared) -> dict[int, float] | None:
-    """``balanced``: n / (k * count) per label, as scikit-learn's; None for ``none``."""
-    if tc.class_weight == "none":
+    """``balanced``: n / (k * count) per label, as scikit-learn's; None for ``none`` and for
+    multi-label data (weighted in the loss instead: ``positive_weights``)."""
+    if tc.class_weight == "none" or prepared.multi_label:
         return None
     counts = np.bincount(prepared.train.labels, minlength=prepared.num_classes)
     n, k = counts.sum(), len(counts)
     return {i: float(n / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def positive_weights(tc: Any, prepared: Prepared) -> np.ndarray | None:
+    """Multi-label ``balanced``: each label's positives weighted by negatives / positives in
+    training (a label on 77 of 43k texts weighs its misses ~560x), the weight of
+    ``layers.MultiLabelLoss``; None otherwise."""
+    if tc.class_weight == "none" or not prepared.multi_label:
+        return None
+    pos = prepared.train.labels.sum(axis=0).astype(float)
+    return np.where(pos > 0, (len(prepared.train.labels) - pos) / np.maximum(pos, 1), 1.0)
 
 
 @dataclass
@@ -212,7 +228,9 @@ def new_model(config: Config, prepared: Prepared, embedding: Embedding) -> Any:
     keras.backend.clear_session()  # reset Keras's global state between trials
     seed_everything(tc.seed)
     steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)
-    return build_model(config.model, tc, embedding.matrix, prepared.num_classes, steps)
+    return build_model(config.model, tc, embedding.matrix, prepared.num_classes, steps,
+                       multi_label=prepared.multi_label,
+                       pos_weight=positive_weights(tc, prepared))
 
 
 def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any = None,
@@ -262,7 +280,8 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     y_val = prepared.val.labels
     # Validation is one prediction pass per epoch in ValidationScores (not Keras's own), so
     # that F1 and KL come from the same predictions as the loss and accuracy.
-    scores = ValidationScores(eval_stream(prepared.val), y_val, tc.label_smoothing)
+    scores = ValidationScores(eval_stream(prepared.val), y_val, tc.label_smoothing,
+                              tc.threshold)
     start = time.perf_counter()
     with released_custom_gradients():
         hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed, tc.epochs),
@@ -282,8 +301,9 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     best = int(history[tc.monitor].idxmax() if maximize else history[tc.monitor].idxmin())
     probs = predict_probs(model, prepared.val)  # the restored best epoch's weights
     plain_ce = cross_entropies(y_val, probs)  # per text, to the one-hot labels
-    at_best = epoch_scores(y_val, probs, float(plain_ce.mean()), tc.label_smoothing)
-    noise = bootstrap_se(y_val, probs, plain_ce)
+    at_best = epoch_scores(y_val, probs, float(plain_ce.mean()), tc.label_smoothing,
+                           tc.threshold)
+    noise = bootstrap_se(y_val, probs, plain_ce, threshold=tc.threshold)
     at_best.pop("val_nll")  # the same number as val_loss here
     metrics = {
         **at_best,  # val_loss here: plain cross-entropy, comparable across loss settings

@@ -308,8 +308,8 @@ class EmotuneTuner(BaseTuner):
                                cfg.prune_z, objective=goal, monitor=monitor, se=se)
 
 
-REPORTED = ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch",
-            "val_accuracy_se", "val_loss_se", "val_macro_f1_se")
+REPORTED = ("val_accuracy", "val_loss", "val_macro_f1", "val_micro_f1", "best_epoch",
+            "val_accuracy_se", "val_loss_se", "val_macro_f1_se", "val_micro_f1_se")
 
 
 def _mean_metrics(runs: list[dict[str, Any]], pruned: bool) -> dict[str, float]:

@@ -42,7 +42,7 @@ def tiny_published(server, monkeypatch):
     files = {}
     for split, seed in (("train", 1), ("val", 2), ("test", 3)):
         body = write_txt(root / f"{split}.txt", make_rows(30, seed)).read_bytes()
-        files[split] = (f"{base}/{split}.txt", len(body), hashlib.sha256(body).hexdigest())
+        files[f"{split}.txt"] = (f"{base}/{split}.txt", len(body), hashlib.sha256(body).hexdigest())
     monkeypatch.setattr(data, "EMOTION_FILES", files)
     return base, root
 

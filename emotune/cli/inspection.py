@@ -33,12 +33,20 @@ def data_info_text(info: dict[str, Any]) -> str:
                      f"({sp['duplicates_with_conflicting_labels']})")
     shared = ", ".join(f"{k} {v}" for k, v in info["shared_texts"].items())
     lines.append(f"texts shared across splits: {shared}")
+    if info.get("multi_label"):
+        lines.append("multi-label: labels per text (texts with 1 / 2 / ... labels):")
+        for s, sp in splits.items():
+            share = sp["multi_label_rows"] / max(sp["rows"], 1)
+            per = " / ".join(str(c) for c in sp["labels_per_text"].values())
+            lines.append(f"  {s:<6} {per}  ({share:.1%} with two or more)")
+        lines.append("most frequent label pairs (train):")
+        lines += [f"  {p['pair']:<34} {p['rows']}" for p in splits["train"]["top_pairs"]]
     return "\n".join(lines)
 
 
 class DataInfo(Command):
     name = "data info"
-    help = "rows, labels, lengths, duplicates"
+    help = "rows, labels, lengths, duplicates (multi-label: labels per text, frequent pairs)"
     description = ("Rows per split and label, text length percentiles, vocabulary, duplicates "
                    "within and across splits, checksum. --format csv or markdown gives one "
                    "row per split; json everything.")

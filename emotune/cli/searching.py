@@ -11,6 +11,7 @@ from emotune.cli.base import (
     Command,
     add_config_options,
     add_model_option,
+    cli_overrides,
     import_tensorflow_quietly,
     load_config,
 )
@@ -66,9 +67,11 @@ def _overwrite_option(p: argparse.ArgumentParser) -> None:
 
 
 OBJECTIVE_HELP = ("rank trials by this validation number at each trial's early-stopping epoch "
-                  "(search.objective, default val_accuracy); val_macro_f1 weighs rare labels "
-                  "as much as common ones. Its noise: binomial for accuracy, bootstrap over "
-                  "the validation texts for macro-F1 and loss")
+                  "(search.objective, default val_accuracy; val_macro_f1 for multi-label data, "
+                  "where early stopping then watches it too); val_macro_f1 weighs rare labels "
+                  "as much as common ones; val_micro_f1 (multi-label) pools every label "
+                  "decision. Its noise: binomial for accuracy, bootstrap over the validation "
+                  "texts for F1 and loss")
 
 
 def add_objective_options(p: argparse.ArgumentParser, monitor: bool = True,
@@ -81,8 +84,8 @@ def add_objective_options(p: argparse.ArgumentParser, monitor: bool = True,
     if monitor:
         p.add_argument("--monitor", choices=("val_loss", "objective"),
                        help="what early stopping watches (train.monitor): val_loss (the "
-                            "default) or the objective (--patience epochs without a better "
-                            "value)")
+                            "default; the objective for multi-label data) or the objective "
+                            "(--patience epochs without a better value)")
 
 
 def objective_settings(args: argparse.Namespace, objective: str | None = None
@@ -108,6 +111,31 @@ def load_config_with_objective(args: argparse.Namespace, extra: dict[str, Any]) 
     if getattr(args, "monitor", None) == "objective" and not getattr(args, "objective", None):
         watch = {"train.monitor": config.search.objective}
         config = load_config(args, {**extra, **objective_settings(args), **watch})
+    return config
+
+
+def settle_for_data(args: argparse.Namespace, config: Any, extra: dict[str, Any]) -> Any:
+    """``config`` with the defaults of its data: multi-label data ranks by val macro-F1 and
+    stops early on it (``scores.MULTI_LABEL_OBJECTIVE``) unless --objective, --monitor,
+    --config or --set name them. Reads the data (call it once the arguments are checked);
+    ``val_micro_f1`` on single-label data is an error."""
+    from emotune.config import named_keys, override
+    from emotune.data import is_multi_label
+    from emotune.scores import MULTI_LABEL_OBJECTIVE
+
+    named = named_keys(args.config, {**extra, **objective_settings(args), **cli_overrides(args)})
+    if getattr(args, "monitor", None):
+        named.add("train.monitor")
+    settle: dict[str, Any] = {}
+    if "search.objective" not in named and is_multi_label(config.data):
+        settle["search.objective"] = MULTI_LABEL_OBJECTIVE
+        if "train.monitor" not in named or getattr(args, "monitor", None) == "objective":
+            settle["train.monitor"] = MULTI_LABEL_OBJECTIVE
+    config = override(config, settle) if settle else config
+    if "val_micro_f1" in (config.search.objective, config.train.monitor) \
+            and not is_multi_label(config.data):
+        raise EmotuneError("val_micro_f1 is for multi-label data (with one label per text it "
+                           "equals accuracy): use --objective val_accuracy or val_macro_f1")
     return config
 
 
@@ -185,6 +213,8 @@ class Search(Command):
         if args.sample is not None and args.sample < 1:
             raise EmotuneError(f"--sample must be a positive number of rows. Received: "
                                f"{args.sample}")
+        study_from_args(args, config)  # the arguments checked before the data is read
+        config = settle_for_data(args, config, extra)
         study = study_from_args(args, config)
         label = "all" if study.params == CORE else "-".join(study.params)
         name = f"{study.model}-{label}" if study.sweep else f"{study.model}-{study.strategy}"

@@ -219,10 +219,12 @@ class Baseline(Command):
     name = "baseline"
     help = "majority class and TF-IDF + logistic regression"
     description = ("Scores for scale on the same splits: the majority class, and TF-IDF "
-                   "(word 1-2 grams) + logistic regression with C chosen on val. Computed "
-                   "once per dataset and split and cached ($EMOTUNE_CACHE/baselines; "
-                   "recommend and report read the same cache). Writes "
-                   "reports/baseline/baseline.{md,json}.")
+                   "(word 1-2 grams) + logistic regression with C chosen on val (multi-label "
+                   "data: the most frequent label, and one-vs-rest logistic regression with "
+                   "per-label thresholds tuned on val). Computed once per dataset and split "
+                   "and cached ($EMOTUNE_CACHE/baselines; recommend and report read the same "
+                   "cache). Writes reports/baseline/baseline.{md,json} (another dataset than "
+                   "emotion: reports/baseline-<name>/).")
     prints_data = True
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -231,7 +233,7 @@ class Baseline(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         from emotune.baseline import (
-            BASELINE_COLUMNS,
+            baseline_columns,
             baseline_markdown,
             baseline_records,
             cached_baselines,
@@ -240,15 +242,18 @@ class Baseline(Command):
         from emotune.results import atomic_write_json, atomic_write_text
 
         config = load_config(args)
-        result, cached = cached_baselines(load_dataset(config.data), announce=self.out.note)
+        dataset = load_dataset(config.data)
+        result, cached = cached_baselines(dataset, announce=self.out.note)
         if cached:
             self.out.note("from the cache: computed before by "
                           f"`{result.get('provenance', {}).get('command', '?')}`")
-        out = Path(args.reports_dir) / "baseline"
+        # the default dataset's in baseline/, any other's in baseline-<its name>/
+        out = Path(args.reports_dir) / ("baseline" if dataset.name == "emotion"
+                                        else f"baseline-{dataset.name}")
         atomic_write_json(out / "baseline.json", result)
         table = baseline_markdown(result)
         atomic_write_text(out / "baseline.md", "# Baselines (same splits)\n\n" + table)
-        self.out.records(baseline_records(result), BASELINE_COLUMNS, table=table,
+        self.out.records(baseline_records(result), baseline_columns(result), table=table,
                          markdown=table)
         self.out.note(f"written: {out / 'baseline.md'}, {out / 'baseline.json'}")
         return 0

@@ -19,6 +19,7 @@ from emotune.cli.searching import (
     add_objective_options,
     load_config_with_objective,
     objective_settings,
+    settle_for_data,
 )
 from emotune.errors import EmotuneError
 
@@ -148,7 +149,7 @@ class FinalTrain(Command):
             config = override(base, {**cli_overrides(args), **extra})
             name = args.name or study.name
         else:
-            config = load_config_with_objective(args, extra)
+            config = settle_for_data(args, load_config_with_objective(args, extra), extra)
             name = args.name or Path(args.config).stem
         refuse_existing(Path(args.models_dir) / name, args.overwrite)
         _, prepared, embedding = load_inputs(config)
@@ -241,8 +242,10 @@ class Predict(Command):
     name = "predict"
     help = "classify texts with a trained bundle"
     description = ("Label and class probabilities for each text, tokenised as in training. "
-                   "--format table prints one line per text (label, its probability, text); "
-                   "the other formats give every class's probability.")
+                   "--format table prints one line per text (label, its probability, text; "
+                   "for a multi-label model every label at or above its threshold, most "
+                   "probable first, or 'none'); the other formats give every class's "
+                   "probability too.")
     prints_data = True
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -271,11 +274,17 @@ class Predict(Command):
             import_tensorflow_quietly()
         bundle = load_bundle(args.model_dir)
         probs = bundle.predict(texts)
-        records = [{"text": t, "label": bundle.labels[int(p.argmax())],
+        decided = bundle.decide(probs)
+        records = [{"text": t,
+                    **({"labels": [lab for lab, _ in d]} if bundle.multi_label
+                       else {"label": d[0][0]}),
                     "probabilities": {lab: round(float(v), 6)
                                       for lab, v in zip(bundle.labels, p)}}
-                   for t, p in zip(texts, probs)]
-        lines = [f"{bundle.labels[int(p.argmax())]:<10} {p[int(p.argmax())]:.3f}  {t}"
-                 for t, p in zip(texts, probs)]
+                   for t, p, d in zip(texts, probs, decided)]
+        if bundle.multi_label:
+            lines = [f"{' '.join(f'{lab} {v:.3f}' for lab, v in d) or 'none':<30}  {t}"
+                     for t, d in zip(texts, decided)]
+        else:
+            lines = [f"{d[0][0]:<10} {d[0][1]:.3f}  {t}" for t, d in zip(texts, decided)]
         self.out.records(records, table="\n".join(lines))
         return 0
