@@ -49,6 +49,8 @@ def _quiet(monkeypatch, tmp_path):
     monkeypatch.setenv("EMOTUNE_CACHE", str(tmp_path / "user-cache"))  # never ~/.cache
     monkeypatch.delenv("EMOTUNE_DATA", raising=False)
     monkeypatch.delenv("EMOTUNE_EMOTION_URL", raising=False)
+    monkeypatch.delenv("EMOTUNE_GOEMOTIONS_DATA", raising=False)
+    monkeypatch.delenv("EMOTUNE_GOEMOTIONS_URL", raising=False)
     yield
     set_quiet(False)
 

@@ -124,3 +124,45 @@ def test_real_files_match_the_published_sums(server, cache, monkeypatch):
     monkeypatch.setenv("EMOTUNE_EMOTION_URL", base)
     assert data.resolve_data_path(DataConfig()) == cache
     assert (cache / "train.txt").read_bytes() == (BENCHMARK_DATA / "train.txt").read_bytes()
+
+
+def test_goemotions_by_name_downloads_verified_files(server, tmp_path, monkeypatch):
+    # The goemotions dataset by name: its four files fetched from the (local) release,
+    # verified, cached, and read as multi-label data; a corrupt file is refused.
+    from test_multilabel import write_goemotions
+
+    base, root = server
+    write_goemotions(root)
+    files = {}
+    for name in ("train.tsv", "dev.tsv", "test.tsv", "labels.txt"):
+        body = (root / name).read_bytes()
+        files[name] = (f"{base}/{name}", len(body), hashlib.sha256(body).hexdigest())
+    monkeypatch.setattr(data, "GOEMOTIONS_FILES", files)
+    monkeypatch.setenv("EMOTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EMOTUNE_DATA", str(tmp_path / "not-for-goemotions"))
+    monkeypatch.delenv("EMOTUNE_GOEMOTIONS_DATA", raising=False)
+    ds = data.load_dataset(DataConfig(dataset="goemotions"))
+    assert ds.multi_label and ds.name == "goemotions" and len(ds.splits["val"].texts) == 90
+    cached = tmp_path / "cache" / "data" / "goemotions"
+    assert sorted(p.name for p in cached.iterdir()) == sorted(files)
+    monkeypatch.setenv("EMOTUNE_GOEMOTIONS_DATA", str(tmp_path / "missing"))
+    with pytest.raises(DataError, match="EMOTUNE_GOEMOTIONS_DATA=.* does not exist"):
+        data.load_dataset(DataConfig(dataset="goemotions"))
+    monkeypatch.delenv("EMOTUNE_GOEMOTIONS_DATA")
+    (root / "dev.tsv").write_bytes(b"x" * files["dev.tsv"][1])
+    monkeypatch.setenv("EMOTUNE_CACHE", str(tmp_path / "cache2"))
+    with pytest.raises(DataError, match="dev.tsv .* is corrupt"):
+        data.load_dataset(DataConfig(dataset="goemotions"))
+
+
+@pytest.mark.benchmark
+@pytest.mark.skipif(not (BENCHMARK_DATA.parent / "goemotions").is_dir(),
+                    reason="benchmark data not present")
+def test_real_goemotions_files_match_the_published_sums(server, tmp_path, monkeypatch):
+    base, root = server
+    for name in data.GOEMOTIONS_FILES:
+        shutil.copy(BENCHMARK_DATA.parent / "goemotions" / name, root / name)
+    monkeypatch.setenv("EMOTUNE_GOEMOTIONS_URL", base)
+    monkeypatch.delenv("EMOTUNE_GOEMOTIONS_DATA", raising=False)
+    path = data.resolve_data_path(DataConfig(dataset="goemotions"))
+    assert sorted(p.name for p in path.iterdir()) == sorted(data.GOEMOTIONS_FILES)

@@ -223,13 +223,16 @@ class Baseline(Command):
                    "data: the most frequent label, and one-vs-rest logistic regression with "
                    "per-label thresholds tuned on val). Computed once per dataset and split "
                    "and cached ($EMOTUNE_CACHE/baselines; recommend and report read the same "
-                   "cache). Writes reports/baseline/baseline.{md,json} (another dataset than "
-                   "emotion: reports/baseline-<name>/).")
+                   "cache). Writes reports/baseline/baseline.{md,json} (a dataset by name other "
+                   "than emotion: reports/baseline-<dataset>/; --name to choose).")
     prints_data = True
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_config_options(parser)
         parser.add_argument("--reports-dir", default="reports", metavar="DIR")
+        parser.add_argument("--name", metavar="NAME",
+                            help="the report folder under --reports-dir (default: baseline; "
+                                 "baseline-<dataset> for a dataset by name other than emotion)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from emotune.baseline import (
@@ -247,9 +250,11 @@ class Baseline(Command):
         if cached:
             self.out.note("from the cache: computed before by "
                           f"`{result.get('provenance', {}).get('command', '?')}`")
-        # the default dataset's in baseline/, any other's in baseline-<its name>/
-        out = Path(args.reports_dir) / ("baseline" if dataset.name == "emotion"
-                                        else f"baseline-{dataset.name}")
+        # baseline/ for the emotion dataset and data given by path; another dataset by name
+        # (goemotions) in baseline-<its name>/
+        named = not config.data.path and config.data.dataset != "emotion"
+        out = Path(args.reports_dir) / (args.name or ("baseline" if not named
+                                                      else f"baseline-{dataset.name}"))
         atomic_write_json(out / "baseline.json", result)
         table = baseline_markdown(result)
         atomic_write_text(out / "baseline.md", "# Baselines (same splits)\n\n" + table)

@@ -84,6 +84,10 @@ def _final_line(e: Any, prefix: str = "") -> str:
     val, m = e.val, e.test
     epochs = (f" (best epoch {val['best_epoch']}/{val['epochs_run']})" if "best_epoch" in val
               else "")
+    if m.multi is not None:
+        return (f"{prefix}val macro-F1 {val['val_macro_f1']:.4f} at 0.5{epochs}; test "
+                f"macro-F1 {m.macro_f1:.4f}, micro-F1 {m.multi.micro_f1:.4f}, subset accuracy "
+                f"{m.accuracy:.4f} at the {m.multi.rule} thresholds tuned on val")
     return (f"{prefix}val accuracy {val['val_accuracy']:.4f}{epochs}; test accuracy "
             f"{m.accuracy:.4f}, macro-F1 {m.macro_f1:.4f}, weighted-F1 "
             f"{m.weighted_f1:.4f}, cross-entropy {m.cross_entropy:.4f}")
@@ -149,9 +153,11 @@ class FinalTrain(Command):
             config = override(base, {**cli_overrides(args), **extra})
             name = args.name or study.name
         else:
-            config = settle_for_data(args, load_config_with_objective(args, extra), extra)
+            config = load_config_with_objective(args, extra)
             name = args.name or Path(args.config).stem
         refuse_existing(Path(args.models_dir) / name, args.overwrite)
+        if not args.project:  # a study's settings were settled when it searched
+            config = settle_for_data(args, config, extra)
         _, prepared, embedding = load_inputs(config)
         if not args.debug:
             import_tensorflow_quietly()
