@@ -317,14 +317,24 @@ class BaselineCheck:
     c: float
     tuned: Point  # the best configuration that ran to the end (its mean over seeds)
     n_val: int
+    # multi-label: "val_macro_f1" or "val_micro_f1" (the study's objective, both at the
+    # threshold searches use); then ``val_accuracy`` holds the baseline's number of it
+    metric: str = "val_accuracy"
+
+    @property
+    def tuned_value(self) -> float:
+        return self.tuned.val_accuracy if self.metric == "val_accuracy" else self.tuned.score
 
     @property
     def margin(self) -> float:
-        return self.tuned.val_accuracy - self.val_accuracy
+        return self.tuned_value - self.val_accuracy
 
     @property
     def se(self) -> float:
-        """The standard error of the margin: both accuracies' errors, as if independent."""
+        """The standard error of the margin: both accuracies' errors, as if independent (an
+        F1: the tuned configuration's noise, taken for the baseline's too)."""
+        if self.metric != "val_accuracy":
+            return math.hypot(self.tuned.se, self.tuned.se)
         base = binomial_se(self.val_accuracy, self.n_val)
         tuned = noise(self.tuned.val_accuracy, self.tuned.val_accuracy_std, self.tuned.n,
                       self.n_val)
@@ -337,11 +347,15 @@ class BaselineCheck:
             return "within noise"
         return "ahead" if self.margin > 0 else "trails"
 
+    @property
+    def label(self) -> str:
+        return objective(self.metric).label
+
     def sentence(self) -> str:
         tuned = (f"the best tuned configuration (trial {self.tuned.trial_id}"
                  + (f", {self.tuned.n} seeds" if self.tuned.n > 1 else "")
-                 + f": val accuracy {self.tuned.val_accuracy:.4f})")
-        base = (f"the TF-IDF + logistic regression baseline on the same split (val accuracy "
+                 + f": {self.label} {self.tuned_value:.4f})")
+        base = (f"the TF-IDF + logistic regression baseline on the same split ({self.label} "
                 f"{self.val_accuracy:.4f}, C={self.c:g} chosen on validation)")
         gap = f"{self.margin:+.4f} ±{self.se:.4f} (1 SE)"
         if self.verdict == "trails":
@@ -377,8 +391,11 @@ def against_baseline(study: LoadedStudy, rec: Recommendation,
 
     lr = baselines["tfidf_logreg"]
     n_val = rec.n_val or int(baselines["n_val"])
-    check = BaselineCheck(float(lr["val"]["accuracy"]), float(lr["C"]),
-                          best_configuration(study), n_val)
+    metric = "val_accuracy"
+    if baselines.get("multi_label") and study.goal.name in ("val_macro_f1", "val_micro_f1"):
+        metric = study.goal.name  # both at threshold 0.5: a search's and the baseline's
+    check = BaselineCheck(float(lr["val"][metric.removeprefix("val_")]), float(lr["C"]),
+                          best_configuration(study), n_val, metric)
     note = check.sentence()
     sample = study.record.get("study", {}).get("sample")
     if sample:

@@ -23,6 +23,7 @@ from emotune.provenance import provenance
 from emotune.results import atomic_dir
 
 FORMAT = 1
+MULTI_LABEL_FORMAT = 2  # with per-label thresholds: an emotune that reads only 1 refuses it
 TOKENIZER = "emotune.data.tokenize/1"  # regex \w+|'\w+|[^\w\s] on lowercased text
 PARTS = ("bundle.json", "model.keras", "vocab.txt", "labels.json", "config.yaml")
 
@@ -59,7 +60,8 @@ def save_bundle(path: Path, model: Any, config: Config, prepared: Prepared,
         (tmp / "metrics.json").write_text(json.dumps({**metrics, "provenance": who},
                                                      indent=2) + "\n")
         (tmp / "bundle.json").write_text(json.dumps({
-            "format": FORMAT, "emotune": __version__, "tokenizer": TOKENIZER,
+            "format": FORMAT if thresholds is None else MULTI_LABEL_FORMAT,
+            "emotune": __version__, "tokenizer": TOKENIZER,
             "max_len": prepared.max_len, "data_checksum": prepared.checksum,
             "versions": versions, "provenance": who,
             **({} if thresholds is None else {
@@ -142,12 +144,12 @@ def load_bundle(path: str | Path) -> Bundle:
     except json.JSONDecodeError as e:
         raise EmotuneError(f"{path}: bundle.json or labels.json is damaged ({e}); re-run "
                            f"`emotune final-train`") from None
-    if meta.get("format") != FORMAT or meta.get("tokenizer") != TOKENIZER:
+    if meta.get("format") not in (FORMAT, MULTI_LABEL_FORMAT) or meta.get("tokenizer") != TOKENIZER:
         raise EmotuneError(
             f"{path} was written by emotune {meta.get('emotune', '?')} (bundle format "
             f"{meta.get('format')}, tokenizer {meta.get('tokenizer')}); this emotune "
-            f"{__version__} reads format {FORMAT} with {TOKENIZER}: retrain it with "
-            f"`emotune final-train`")
+            f"{__version__} reads formats {FORMAT} and {MULTI_LABEL_FORMAT} with {TOKENIZER}: "
+            f"retrain it with `emotune final-train`")
     vocab = (path / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
     import keras
 

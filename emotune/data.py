@@ -356,9 +356,13 @@ def _read_labels_file(path: Path) -> tuple[str, ...]:
     names = [x.strip() for x in _decode(path, path.read_bytes()).splitlines()]
     while names and not names[-1]:
         names.pop()
-    if not names or not all(names) or len(set(names)) != len(names):
-        raise DataError(f"{path}: needs one distinct label name per line (line i names label "
-                        f"id i), with no empty lines")
+    if not names:
+        raise DataError(f"{path}: no label names; write one per line (line i names label id i)")
+    for n, name in enumerate(names, start=1):
+        if not name or name in names[: n - 1]:
+            what = "is empty" if not name else f"repeats {name!r}"
+            raise DataError(f"{where(path, n)} {what}: labels.txt needs one distinct name per "
+                            f"line (line i names label id i)")
     return tuple(names)
 
 
@@ -416,8 +420,13 @@ def _multi_label(raw: dict[str, tuple[list[str], list[Any], list[int]]], paths: 
                         f"data.multi_label is false; set --set multi_label=true (or unset it)")
     if cfg.multi_label is not None:
         return cfg.multi_label
-    return bool(lists) or any("," in v for _, labels, _ in raw.values() for v in labels
-                              if isinstance(v, str))
+    if lists:
+        return True
+    commas = any("," in v for _, labels, _ in raw.values() for v in labels)
+    if commas:
+        log("data: labels with commas read as label lists (multi-label); set "
+            "data.multi_label=false if a comma is part of a label")
+    return commas
 
 
 def _stratified_split(split: Split, count: int, seed: int, name: str
@@ -450,9 +459,9 @@ def load_dataset(cfg: DataConfig, download: bool = True) -> Dataset:
     ``download``, data that is not on this machine is an error rather than a download."""
     path = resolve_data_path(cfg, download)
     files = _find_split_files(path) if path.is_dir() else {"train": path}
-    labels_file = (path if path.is_dir() else path.parent) / LABELS_FILE
+    labels_file = path / LABELS_FILE  # a data folder's only, never a file's neighbour
     given, origin = cfg.label_names, "data.label_names"
-    if not given and labels_file.is_file():
+    if not given and path.is_dir() and labels_file.is_file():
         given, origin = _read_labels_file(labels_file), str(labels_file)
     raw = {s: read_split_file(p, cfg) for s, p in files.items()}
     multi = _multi_label(raw, files, cfg)
@@ -460,9 +469,6 @@ def load_dataset(cfg: DataConfig, download: bool = True) -> Dataset:
     for s, (texts, labels, lines) in raw.items():
         if multi:
             labels = [parse_label_list(v, where(files[s], n)) for v, n in zip(labels, lines)]
-        elif not all(isinstance(v, str) for v in labels):
-            raise DataError(f"{files[s]}: a list of labels in single-label data; set "
-                            f"--set multi_label=true")
         rows[s] = Split(texts, labels, str(files[s]))
     names = _label_names(rows["train"].labels, given)
     for s, sp in rows.items():
@@ -632,7 +638,7 @@ def describe(dataset: Dataset, prepared: Prepared, top_pairs: int = 10) -> dict:
         dup = Counter(sp.texts)
         groups: dict[str, set] = {}
         for t, label in zip(sp.texts, sp.labels):
-            groups.setdefault(t, set()).add(label)
+            groups.setdefault(t, set()).add(frozenset(label) if multi else label)
         info = {
             "rows": len(sp.texts),
             "per_label": {n: counts.get(n, 0) for n in dataset.label_names},

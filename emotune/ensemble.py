@@ -30,6 +30,11 @@ def check_members(paths: list[Path]) -> dict[str, Any]:
         except (OSError, ValueError):
             raise EmotuneError(f"{p} is not a readable model bundle (bundle.json); give "
                                f"folders written by `emotune final-train`") from None
+    multi = [p for p, m in zip(paths, metas) if m.get("multi_label")]
+    if multi:
+        raise EmotuneError(f"{multi[0]} is a multi-label model; ensembles of multi-label "
+                           f"bundles are not supported yet (their thresholds would need "
+                           f"tuning anew): final-train with --seeds reports their spread")
     for p, m in zip(paths[1:], metas[1:]):
         for key in ("data_checksum", "max_len", "tokenizer"):
             if m.get(key) != metas[0].get(key):

@@ -119,7 +119,7 @@ def tune_thresholds(y: np.ndarray, probs: np.ndarray, rule: str = "per-label",
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)  # grid x labels
     near = np.abs(THRESHOLD_GRID - 0.5)
     if rule == "global":
-        macro, _ = f1_from_counts(tp, predicted, actual.astype(float))
+        macro, _ = f1_from_counts(tp, predicted, actual.astype(float), every_label=True)
         best = max(range(len(THRESHOLD_GRID)), key=lambda i: (round(macro[i], 12), -near[i]))
         return np.full(k, THRESHOLD_GRID[best])
     if rule != "per-label":
@@ -174,7 +174,7 @@ def evaluate_multi_label(y: np.ndarray, probs: np.ndarray, labels: list[str],
     by_rule = {name: {**f1s((probs >= t[None]).astype(int)),
                       "threshold": float(t[0]) if np.all(t == t[0]) else math.nan}
                for name, t in (other or {}).items()}
-    weakest = [int(j) for j in np.argsort(f, kind="stable")[:curves] if s[j] > 0]
+    weakest = [int(j) for j in np.argsort(f, kind="stable") if s[j] > 0][:curves]
     pr_curves = {}
     for j in weakest:
         prec, rec, _ = precision_recall_curve(true[:, j], probs[:, j])
@@ -316,8 +316,8 @@ def evaluate_multi_label_model(config: Any, prepared: Prepared, model: Any,
              for r in THRESHOLD_RULES}
     chosen = rules[tc.threshold_rule]
     tuned = multi_label_scores(prepared.val.labels, val_probs, math.nan, chosen)
-    val = {**val, "val_micro_f1": multi_label_scores(prepared.val.labels, val_probs, math.nan,
-                                                     tc.threshold)["val_micro_f1"],
+    at_half = multi_label_scores(prepared.val.labels, val_probs, math.nan, tc.threshold)
+    val = {**val, "threshold": tc.threshold, "val_micro_f1": at_half["val_micro_f1"],
            "val_macro_f1_tuned": tuned["val_macro_f1"],
            "val_micro_f1_tuned": tuned["val_micro_f1"]}
     test = evaluate_multi_label(prepared.test.labels, test_probs, list(prepared.label_names),
@@ -432,6 +432,8 @@ def seeds_table(evaluations: Sequence[FinalEvaluation]) -> Any:
                "val_macro_f1": val["val_macro_f1"], "best_epoch": val["best_epoch"],
                "test_accuracy": m.accuracy, "test_macro_f1": m.macro_f1,
                "test_weighted_f1": m.weighted_f1}
+        if m.multi is not None:
+            row["test_micro_f1"] = m.multi.micro_f1
         row.update({f"f1_{r.label}": r.f1 for r in m.per_class.itertuples()})
         rows.append(row)
     return pd.DataFrame(rows)

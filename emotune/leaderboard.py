@@ -3,7 +3,9 @@
 Reads what `final-train` wrote (``<reports>/<name>/final/test_metrics.json``, or with
 ``--seeds`` ``seeds.json`` and ``seed-<N>/test_metrics.json``) and
 ``<reports>/baseline/baseline.json``. Rows are ordered by validation accuracy, the number
-models were chosen by; the test columns are there to read, not to choose.
+models were chosen by; the test columns are there to read, not to choose. Multi-label models
+(GoEmotions) are a table of their own, by val macro-F1, with the multi-label baselines
+(``<reports>/baseline-*/baseline.json``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,64 @@ def _single(name: str, m: dict[str, Any]) -> dict[str, Any]:
             **{f"f1_{c['label']}": c["f1"] for c in m["per_class"]}}
 
 
+def _multi(name: str, final: Path) -> dict[str, Any] | None:
+    """A multi-label model's row (the mean over seeds where it has several); None for a
+    single-label one."""
+    single = final / "test_metrics.json"
+    seeds = final / "seeds.json"
+    if seeds.is_file() and not single.is_file():
+        s = _read(seeds)
+        first = _read(final / f"seed-{s['seeds'][0]}" / "test_metrics.json")
+        if not first.get("multi_label"):
+            return None
+        summary = s["summary"]
+        pick = {k: (summary[k]["mean"], summary[k]["std"]) for k in
+                ("val_macro_f1", "test_macro_f1", "test_micro_f1", "test_accuracy")
+                if k in summary}
+        return {"name": name, "seeds": len(s["seeds"]), "commit": _commit(s),
+                "params": first.get("params"), **{k: v for k, (v, _) in pick.items()},
+                "test_macro_f1_std": pick.get("test_macro_f1", (0, None))[1]}
+    if not single.is_file():
+        return None
+    m = _read(single)
+    if not m.get("multi_label"):
+        return None
+    return {"name": name, "seeds": 1, "commit": _commit(m), "params": m.get("params"),
+            "val_macro_f1": m["val_macro_f1"], "test_macro_f1": m["test_macro_f1"],
+            "test_macro_f1_std": None, "test_micro_f1": m["test_micro_f1"],
+            "test_accuracy": m["test_accuracy"]}
+
+
+def multi_label_table(reports_dir: Path) -> str | None:
+    """The Markdown table of the multi-label final models and baselines (None if there is no
+    such model), best val macro-F1 first."""
+    rows = [r for d in sorted(p for p in Path(reports_dir).iterdir() if p.is_dir())
+            if (r := _multi(d.name, d / "final")) is not None]
+    if not rows:
+        return None
+    rows.sort(key=lambda r: -r["val_macro_f1"])
+    shown = [{"name": r["name"], "seeds": str(r["seeds"]), "commit": r["commit"],
+              "params": f"{r['params']:,}" if r.get("params") else "",
+              "val_macro_f1": f"{r['val_macro_f1']:.4f}",
+              "test_macro_f1": _pm(r["test_macro_f1"], r["test_macro_f1_std"]),
+              "test_micro_f1": f"{r['test_micro_f1']:.4f}" if "test_micro_f1" in r else "",
+              "test_accuracy": f"{r['test_accuracy']:.4f}"} for r in rows]
+    for base in sorted(Path(reports_dir).glob("baseline*/baseline.json")):
+        b = _read(base)
+        if b.get("multi_label") and "test" in b["tfidf_logreg"]:
+            t = b["tfidf_logreg"]
+            shown.append({"name": f"baseline: TF-IDF + one-vs-rest LR (C={t['C']:g}, "
+                                  f"{base.parent.name})",
+                          "val_macro_f1": f"{t['val']['macro_f1']:.4f}",
+                          "test_macro_f1": f"{t['test']['macro_f1']:.4f}",
+                          "test_micro_f1": f"{t['test']['micro_f1']:.4f}",
+                          "test_accuracy": f"{t['test']['accuracy']:.4f}"})
+    titles = {"name": "model", "seeds": "seeds", "commit": "commit", "params": "parameters",
+              "val_macro_f1": "val macro-F1 (at 0.5)", "test_macro_f1": "test macro-F1",
+              "test_micro_f1": "test micro-F1", "test_accuracy": "test subset acc"}
+    return render(shown, list(titles), "markdown", headers=titles) + "\n"
+
+
 def _seeds(name: str, final: Path) -> dict[str, Any]:
     s = _read(final / "seeds.json")
     summary = s["summary"]
@@ -78,6 +138,8 @@ def collect(reports_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | N
     rows = []
     for d in sorted(p for p in Path(reports_dir).iterdir() if p.is_dir()):
         final = d / "final"
+        if _multi(d.name, final) is not None:
+            continue  # multi_label_table's
         seeds, single = final / "seeds.json", final / "test_metrics.json"
         if seeds.is_file() and not (single.is_file() and _newer(_read(single), _read(seeds),
                                                                 single, seeds)):
@@ -151,11 +213,15 @@ def write_leaderboard(reports_dir: Path) -> tuple[Path, list[dict[str, Any]], st
         EmotuneError: There is no final model in ``reports_dir``, or a file is unreadable.
     """
     rows, baseline = collect(reports_dir)
-    if not rows:
+    multi = multi_label_table(reports_dir)
+    if not rows and multi is None:
         raise EmotuneError(f"no final models in {reports_dir}: run `emotune final-train` "
                            f"first (it writes <reports>/<name>/final/)")
     records, shown, titles = leaderboard_records(rows, baseline)
     table = render(shown, list(titles), "markdown", headers=titles) + "\n"
+    if multi is not None:
+        table += ("\n## Multi-label models, best val macro-F1 first\n\nTest numbers at the "
+                  "thresholds each model tuned on validation.\n\n" + multi)
     out = Path(reports_dir) / "leaderboard.md"
     atomic_write_text(out, "# Final models, best validation accuracy first\n\n"
                            "Chosen on validation; each test number is from one evaluation "

@@ -9,6 +9,7 @@ or evaluates; the Markdown is built by pure functions, then written.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,7 @@ def multi_label_markdown(e: FinalEvaluation) -> str:
                        cells={"threshold": "{:.2f}".format, "precision": four, "recall": four,
                               "f1": four, "average_precision": four,
                               "support": lambda v: str(int(v))})
-    rules = render([{**v, "rule": r if v["threshold"] != v["threshold"]
+    rules = render([{**v, "rule": r if math.isnan(v["threshold"])
                      else f"{r} ({v['threshold']:g})", "used": "yes" if r == x.rule else ""}
                     for r, v in x.by_rule.items()], ["rule", "macro_f1", "micro_f1", "used"],
                    "markdown", headers={"macro_f1": "test macro-F1", "micro_f1": "test micro-F1"},
@@ -96,7 +97,7 @@ def multi_label_markdown(e: FinalEvaluation) -> str:
           f"{x.hamming_loss:.4f}, mean average precision {x.macro_ap:.4f}, binary "
           f"cross-entropy {m.cross_entropy:.4f} (evaluated once), at the {x.rule} thresholds "
           f"tuned on validation. Selected on validation: val macro-F1 {val['val_macro_f1']:.4f} "
-          f"at threshold 0.5 during training{epochs}; "
+          f"at threshold {val.get('threshold', 0.5):g} during training{epochs}; "
           f"{val.get('val_macro_f1_tuned', float('nan')):.4f} at the tuned thresholds "
           f"(optimistic: tuned there).\n\n",
           "## Threshold rules\n\nEach rule's thresholds were chosen on validation before the "
@@ -192,7 +193,7 @@ def pr_curves_figure(m: SplitMetrics, path: Path) -> Path:
 def confusion_figure(m: SplitMetrics, labels: list[str], path: Path) -> Path:
     """The confusion matrix side by side as counts and as row percent."""
     plt = _plt()
-    big = len(labels) > 10  # multi-label GoEmotions: 28 labels, no numbers in the cells
+    big = m.multi is not None and len(labels) > 10  # GoEmotions: 28 labels, no cell numbers
     fig, axes = plt.subplots(1, 2, figsize=(22, 10) if big else (12, 4.8))
     for ax, data, title, fmt_ in ((axes[0], m.confusion, "counts", "d"),
                                   (axes[1], m.confusion_percent, "row percent", ".1f")):

@@ -29,6 +29,7 @@ METRICS = ("val_accuracy", "val_loss", "val_macro_f1", "val_micro_f1", "val_weig
            "val_loss_se", "best_epoch", "epochs_run", "train_accuracy", "train_loss", "seconds")
 # each seed's, and their spread (val_micro_f1: multi-label studies only)
 BY_SEED = ("val_accuracy", "val_loss", "val_macro_f1", "val_micro_f1")
+MULTI_LABEL_ONLY = ("val_micro_f1", "val_micro_f1_se", "val_hamming")  # columns of their studies
 KT_STATUS = {"RUNNING": "running", "IDLE": "running", "COMPLETED": "completed",
              "INVALID": "failed", "FAILED": "failed", "STOPPED": "failed"}
 
@@ -148,7 +149,10 @@ def trial_row(trial_dir: Path) -> dict[str, Any]:
         _last_line(kt.get("message")) if status == "failed" else "")
     row.update(mine.get("hyperparameters") or kt.get("hyperparameters", {}).get("values", {}))
     per_seed = mine.get("runs", [])
+    multi = any(r.get("val_micro_f1") is not None for r in per_seed)
     for m in METRICS:
+        if m in MULTI_LABEL_ONLY and not multi:
+            continue
         vals = [r[m] for r in per_seed if r.get(m) is not None]
         row[m] = sum(vals) / len(vals) if vals else math.nan
         if m in BY_SEED:
@@ -156,6 +160,8 @@ def trial_row(trial_dir: Path) -> dict[str, Any]:
     row["seconds"] = sum(r.get("seconds", 0.0) for r in per_seed) if per_seed else math.nan
     row["seeds"] = " ".join(str(r["seed"]) for r in per_seed)
     for m in BY_SEED:  # each seed's, for paired and pooled numbers
+        if m in MULTI_LABEL_ONLY and not multi:
+            continue
         row[f"{m}_by_seed"] = " ".join(f"{r[m]:.6g}" for r in per_seed if r.get(m) is not None)
     row["sweeps"] = " ".join(mine.get("sweeps", []))
     return row

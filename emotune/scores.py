@@ -80,15 +80,16 @@ def objective(name: str | None) -> Objective:
     return OBJECTIVES[name]
 
 
-def f1_from_counts(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def f1_from_counts(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray,
+                   every_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Macro- and weighted-F1 from per-class counts (last axis: classes; leading axes: e.g.
     bootstrap resamples). Classes neither in the labels nor in the predictions do not count,
     and F1 is 0 where a class was never predicted or never present (scikit-learn's
-    ``zero_division=0`` over the labels it sees)."""
+    ``zero_division=0`` over the labels it sees). With ``every_label`` (multi-label, as
+    scikit-learn averages label matrices) every class counts, an absent one as 0."""
     denom = predicted + actual
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=float), where=denom > 0)
-    seen = denom > 0
+    seen = np.ones_like(denom, dtype=bool) if every_label else denom > 0
     macro = (f1 * seen).sum(-1) / np.maximum(seen.sum(-1), 1)
     weighted = (f1 * actual).sum(-1) / np.maximum(actual.sum(-1), 1)
     return macro, weighted
@@ -166,13 +167,14 @@ def micro_f1(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.nd
 def multi_label_scores(y: np.ndarray, probs: np.ndarray, loss: float, threshold: Any = 0.5
                        ) -> dict[str, float]:
     """Every ``MULTI_LABEL_SCORES`` number of one pass over validation (see the module
-    docstring); the same numbers as scikit-learn's on label matrices (tests/test_scores.py)."""
+    docstring); the same numbers as scikit-learn's on label matrices
+    (tests/test_multilabel.py)."""
     if not np.isfinite(probs).all():
         return {key: (float(loss) if key == "val_loss" else math.nan)
                 for key in MULTI_LABEL_SCORES}
     pred, true, both = multi_label_counts(y, probs, threshold)
     tp, predicted, actual = both.sum(0), pred.sum(0), true.sum(0)
-    macro, weighted = f1_from_counts(tp, predicted, actual)
+    macro, weighted = f1_from_counts(tp, predicted, actual, every_label=True)
     return {"val_loss": float(loss), "val_accuracy": float((pred == true).all(1).mean()),
             "val_macro_f1": float(macro), "val_micro_f1": float(micro_f1(tp, predicted, actual)),
             "val_weighted_f1": float(weighted), "val_hamming": float((pred != true).mean()),
@@ -209,7 +211,7 @@ def bootstrap_se(y: np.ndarray, probs: np.ndarray, losses: np.ndarray | None = N
     if y.ndim == 2:
         pred, true, both = multi_label_counts(y, probs, threshold)
         tp, predicted, actual = weights @ both, weights @ pred, weights @ true
-        macro, weighted = f1_from_counts(tp, predicted, actual)
+        macro, weighted = f1_from_counts(tp, predicted, actual, every_label=True)
         exact = (pred == true).all(1).astype(float)
         out = {"val_accuracy": float((weights @ exact / n).std(ddof=1)),
                "val_macro_f1": float(macro.std(ddof=1)),

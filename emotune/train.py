@@ -260,15 +260,27 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
         ``on_epoch`` stopped it.
 
     Raises:
+        EmotuneError: ``train.monitor`` is not a score of this data (micro-F1 on single-label).
         TrainingError: the loss became NaN (the message says which lr and what to try).
     """
     import keras
     import pandas as pd
 
     from emotune.callbacks import EpochLog, ValidationScores
-    from emotune.scores import bootstrap_se, cross_entropies, epoch_scores
+    from emotune.scores import (
+        EPOCH_SCORES,
+        MULTI_LABEL_SCORES,
+        bootstrap_se,
+        cross_entropies,
+        epoch_scores,
+    )
 
     tc = config.train
+    logged = MULTI_LABEL_SCORES if prepared.multi_label else EPOCH_SCORES
+    if tc.monitor not in logged:
+        raise EmotuneError(f"train.monitor {tc.monitor} is not scored on this data (scored: "
+                           f"{', '.join(s for s in logged if s != 'val_nll')}); set --set "
+                           f"monitor=val_loss")
     if model is None:
         model = new_model(config, prepared, embedding)
     steps = steps_per_epoch(len(prepared.train.labels), tc.batch_size)

@@ -120,6 +120,7 @@ def test_multi_label_scores_equal_scikit_learns():
     rng = np.random.default_rng(0)
     y = (rng.random((400, 5)) < 0.3).astype(np.uint8)
     probs = np.clip(y * 0.5 + rng.random((400, 5)) * 0.6, 0, 1).astype(np.float32)
+    y[:, 4], probs[:, 4] = 0, 0.1  # a label absent from these texts and never predicted
     got = multi_label_scores(y, probs, 0.123)
     pred = (probs >= 0.5).astype(int)
     assert got["val_loss"] == 0.123
@@ -195,6 +196,7 @@ def test_search_final_train_predict_and_report_on_multi_label_data(ml_data, tmp_
                  "--name", "ml"]) == 0
     bundle = json.loads((out / "models" / "ml" / "bundle.json").read_text())
     assert bundle["multi_label"] and len(bundle["thresholds"]) == 3
+    assert bundle["format"] == 2  # an emotune reading format 1 only refuses it
     final = (out / "reports" / "ml" / "final" / "final.md").read_text()
     assert "multi-label, 3 labels" in final and "## Threshold rules" in final
     assert (out / "reports" / "ml" / "final" / "pr_curves.png").is_file()
@@ -212,6 +214,14 @@ def test_search_final_train_predict_and_report_on_multi_label_data(ml_data, tmp_
     assert rows[1]["labels"] == ["anger"]
     assert main(["predict", "--model-dir", str(out / "models" / "ml"), "so angry"]) == 0
     assert capsys.readouterr().out.startswith("anger 0.")
+    # the leaderboard keeps multi-label models in a table of their own, by val macro-F1
+    assert main(["baseline", "--data", str(ml_data), "--reports-dir", str(out / "reports"),
+                 "--name", "baseline-ml"]) == 0
+    assert main(["leaderboard", "--reports-dir", str(out / "reports")]) == 0
+    board = (out / "reports" / "leaderboard.md").read_text()
+    multi = board.split("## Multi-label models")[1]
+    assert "| ml | 1 |" in multi and "one-vs-rest LR" in multi
+    assert f"{metrics['test_micro_f1']:.4f}" in multi
 
 
 def test_objective_flags_on_multi_label_and_single_label_data(ml_data, tiny_data, tmp_path):
@@ -232,11 +242,15 @@ def test_objective_flags_on_multi_label_and_single_label_data(ml_data, tiny_data
                                                                  "val_macro_f1")
     args.sets = [f"data.path={ml_data}", "objective=val_micro_f1"]
     settled = settle_for_data(args, build_config(overrides=parse_sets(args.sets)), {})
-    assert (settled.search.objective, settled.train.monitor) == ("val_micro_f1", "val_loss")
+    assert (settled.search.objective, settled.train.monitor) == ("val_micro_f1",
+                                                                 "val_micro_f1")
+    args.sets = [f"data.path={ml_data}", "monitor=val_loss"]
+    settled = settle_for_data(args, build_config(overrides=parse_sets(args.sets)), {})
+    assert (settled.search.objective, settled.train.monitor) == ("val_macro_f1", "val_loss")
     args.sets = [f"data.path={tiny_data}", "objective=val_micro_f1"]
     from emotune.errors import EmotuneError
 
-    with pytest.raises(EmotuneError, match="val_micro_f1 is for multi-label data"):
+    with pytest.raises(EmotuneError, match="objective val_micro_f1 is for multi-label data"):
         settle_for_data(args, build_config(overrides=parse_sets(args.sets)), {})
     args.sets = [f"data.path={tiny_data}"]
     settled = settle_for_data(args, build_config(overrides=parse_sets(args.sets)), {})

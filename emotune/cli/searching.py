@@ -115,27 +115,36 @@ def load_config_with_objective(args: argparse.Namespace, extra: dict[str, Any]) 
 
 
 def settle_for_data(args: argparse.Namespace, config: Any, extra: dict[str, Any]) -> Any:
-    """``config`` with the defaults of its data: multi-label data ranks by val macro-F1 and
-    stops early on it (``scores.MULTI_LABEL_OBJECTIVE``) unless --objective, --monitor,
-    --config or --set name them. Reads the data (call it once the arguments are checked);
-    ``val_micro_f1`` on single-label data is an error."""
+    """``config`` with the defaults of its data. Multi-label data ranks by val macro-F1
+    (``scores.MULTI_LABEL_OBJECTIVE``) unless an objective is named (--objective, --config,
+    --set), and early stopping watches the objective unless a monitor is named. Reads the
+    data (call it once the arguments are checked); ``val_micro_f1`` on single-label data is an
+    error."""
     from emotune.config import named_keys, override
     from emotune.data import is_multi_label
     from emotune.scores import MULTI_LABEL_OBJECTIVE
 
     named = named_keys(args.config, {**extra, **objective_settings(args), **cli_overrides(args)})
-    if getattr(args, "monitor", None):
+    if getattr(args, "monitor", None) == "objective":
+        named.discard("train.monitor")  # "watch the objective": the one settled here
+    elif getattr(args, "monitor", None):
         named.add("train.monitor")
+    multi = is_multi_label(config.data)
     settle: dict[str, Any] = {}
-    if "search.objective" not in named and is_multi_label(config.data):
-        settle["search.objective"] = MULTI_LABEL_OBJECTIVE
-        if "train.monitor" not in named or getattr(args, "monitor", None) == "objective":
-            settle["train.monitor"] = MULTI_LABEL_OBJECTIVE
+    if multi:
+        goal = (config.search.objective if "search.objective" in named
+                else MULTI_LABEL_OBJECTIVE)
+        settle["search.objective"] = goal
+        if "train.monitor" not in named:
+            settle["train.monitor"] = goal
     config = override(config, settle) if settle else config
-    if "val_micro_f1" in (config.search.objective, config.train.monitor) \
-            and not is_multi_label(config.data):
-        raise EmotuneError("val_micro_f1 is for multi-label data (with one label per text it "
-                           "equals accuracy): use --objective val_accuracy or val_macro_f1")
+    if not multi:
+        for key, value in (("objective", config.search.objective),
+                           ("monitor", config.train.monitor)):
+            if value == "val_micro_f1":
+                raise EmotuneError(f"{key} val_micro_f1 is for multi-label data (with one "
+                                   f"label per text it equals accuracy): use val_accuracy or "
+                                   f"val_macro_f1")
     return config
 
 

@@ -54,6 +54,7 @@ class Train(Command):
         run_dir = Path(args.out) if args.out else default_run_dir(config)
         if run_dir.exists():
             raise EmotuneError(f"run folder {run_dir} already exists; choose another --out")
+        config = settle_for_data(args, config, extra)  # multi-label: stop on macro-F1
         _, prepared, embedding = load_inputs(config)
         if not args.debug:
             import_tensorflow_quietly()  # only now: bad input above fails in well under a second
@@ -85,7 +86,8 @@ def _final_line(e: Any, prefix: str = "") -> str:
     epochs = (f" (best epoch {val['best_epoch']}/{val['epochs_run']})" if "best_epoch" in val
               else "")
     if m.multi is not None:
-        return (f"{prefix}val macro-F1 {val['val_macro_f1']:.4f} at 0.5{epochs}; test "
+        return (f"{prefix}val macro-F1 {val['val_macro_f1']:.4f} at {val['threshold']:g}"
+                f"{epochs}; test "
                 f"macro-F1 {m.macro_f1:.4f}, micro-F1 {m.multi.micro_f1:.4f}, subset accuracy "
                 f"{m.accuracy:.4f} at the {m.multi.rule} thresholds tuned on val")
     return (f"{prefix}val accuracy {val['val_accuracy']:.4f}{epochs}; test accuracy "
