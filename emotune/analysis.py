@@ -644,4 +644,7 @@ def recommended_config(study: LoadedStudy, rec: Recommendation) -> Any:
     from emotune.config import build_config
     from emotune.space import apply
 
-    return apply(build_config(overrides=study.record["base_config"]), rec.values)
+    # the study's objective too (its base settings hold no search section), so that the
+    # YAML written from this ranks by it when searched again
+    base = {**study.record["base_config"], "search": {"objective": study.goal.name}}
+    return apply(build_config(overrides=base), rec.values)

@@ -191,6 +191,10 @@ def test_search_final_train_predict_and_report_on_multi_label_data(ml_data, tmp_
     assert record["base_config"]["train"]["monitor"] == "val_macro_f1"
     capsys.readouterr()
     out = tmp_path / "out"
+    assert main(["recommend", "--project", str(project), "--no-baseline", "--config-out",
+                 str(tmp_path / "rec.yaml"), "--reports-dir", str(out / "reports")]) == 0
+    rec = build_config(tmp_path / "rec.yaml")  # searched again, it ranks as the study did
+    assert (rec.search.objective, rec.train.monitor) == ("val_macro_f1", "val_macro_f1")
     assert main(["final-train", "--project", str(project), "--models-dir",
                  str(out / "models"), "--reports-dir", str(out / "reports"),
                  "--name", "ml"]) == 0
