@@ -197,7 +197,12 @@ def test_search_final_train_predict_and_report_on_multi_label_data(ml_data, tmp_
     assert (rec.search.objective, rec.train.monitor) == ("val_macro_f1", "val_macro_f1")
     assert main(["final-train", "--project", str(project), "--models-dir",
                  str(out / "models"), "--reports-dir", str(out / "reports"),
-                 "--name", "ml"]) == 0
+                 "--name", "ml", "--tensorboard"]) == 0
+    from emotune.tensorboard import DIR, read_events
+
+    events = read_events(out / "reports" / "ml" / "final" / DIR)["scalars"]["run"]
+    assert "epoch/val_micro_f1" in events and "epoch/val_hamming" in events
+    assert 0 <= events["trial/test_macro_f1"][0][1] <= 1
     bundle = json.loads((out / "models" / "ml" / "bundle.json").read_text())
     assert bundle["multi_label"] and len(bundle["thresholds"]) == 3
     assert bundle["format"] == 2  # an emotune reading format 1 only refuses it

@@ -133,8 +133,10 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                         "(repeatable)")
     p.add_argument("--data", metavar="PATH",
                    help="directory of train/val/test files (.txt text;label, .csv, .tsv, "
-                        ".jsonl, .parquet) or one file to split; default: the emotion dataset "
-                        "from $EMOTUNE_DATA, the user cache, or a download")
+                        ".jsonl, .parquet; label lists or GoEmotions' TSV with labels.txt for "
+                        "multi-label data) or one file to split; default: the dataset named by "
+                        "data.dataset (emotion; goemotions) from $EMOTUNE_DATA "
+                        "($EMOTUNE_GOEMOTIONS_DATA), the user cache, or a verified download")
     p.add_argument("--glove", metavar="PATH",
                    help="GloVe .txt or .zip to use instead of the packaged 6B 50-d vectors")
 

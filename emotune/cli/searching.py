@@ -24,8 +24,9 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
     """What defines a study and how it runs: shared by search, chief and worker."""
     add_model_option(p)
     p.add_argument("--param", metavar="NAME",
-                   help="parameter(s) to sweep one at a time: lr, batch_size, units, dropout, "
-                        "optimizer, embedding (comma-separated), or all")
+                   help="parameter(s) to sweep one at a time, comma-separated: lr, "
+                        "batch_size, units, dropout, optimizer, embedding (all: these six), or "
+                        "any other of search.sweeps (class_weight, focal_gamma, ...)")
     p.add_argument("--strategy", choices=STRATEGIES,
                    help="joint search over all parameters (or those given by --param)")
     p.add_argument("--trials", type=int, help="joint searches: at most N trials "
@@ -49,7 +50,8 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
                    help="start no new trial after this long (e.g. 15m, 1h30m); the current "
                         "one finishes; rerun to continue")
     p.add_argument("--sample", type=int, metavar="N",
-                   help="train on a stratified subsample of N training rows (smoke runs)")
+                   help="train on a subsample of N training rows, stratified (random for "
+                        "multi-label data; smoke runs)")
     p.add_argument("--epochs", type=int, help="at most this many epochs per trial")
     p.add_argument("--project", metavar="DIR",
                    help="study folder (default: runs/<model>-<param or strategy>)")
@@ -181,7 +183,8 @@ class Search(Command):
                    "over its values (search.sweeps) with the others at their defaults; "
                    "--param all runs the six sweeps as one study, training the shared default "
                    "configuration once; --strategy runs a joint search. Every trial uses early "
-                   "stopping; the objective (--objective: val accuracy unless asked) is "
+                   "stopping; the objective (--objective: val accuracy unless asked, val "
+                   "macro-F1 for multi-label data) is "
                    "each trial's value at its early-stopping epoch. Running the "
                    "same command again resumes the study. Prints the five best trials.")
     prints_data = True

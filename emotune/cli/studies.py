@@ -49,9 +49,9 @@ def _add_objective_option(parser: argparse.ArgumentParser) -> None:
     from emotune.cli.searching import add_objective_options
 
     add_objective_options(parser, monitor=False, help=(
-        "rank by this instead of the objective the study searched with (val_accuracy unless "
-        "its search said --objective); its noise: binomial for accuracy, the trials' "
-        "bootstrap error for macro-F1 and loss"))
+        "rank by this instead of the objective the study searched with (val_accuracy, or "
+        "val_macro_f1 for multi-label data, unless its search said --objective); its noise: "
+        "binomial for accuracy, the trials' bootstrap error for F1 and loss"))
 
 
 def _add_baseline_option(parser: argparse.ArgumentParser) -> None:
@@ -83,9 +83,10 @@ class Recommend(Command):
     help = "a configuration by the one-standard-error rule, with its noise"
     description = ("For each searched parameter, by the one-standard-error rule: among the "
                    "values within one standard error of the best objective (the study's, or "
-                   "--objective; val accuracy by default), the one nearest the default. The "
-                   "noise is the binomial error of an accuracy on the validation texts (the "
-                   "bootstrap error for macro-F1 and loss), or the seeds' spread where "
+                   "--objective; val accuracy by default, val macro-F1 for multi-label "
+                   "data), the one nearest the default. The noise is the binomial error of an "
+                   "accuracy on the validation texts (the bootstrap error for F1 and loss), "
+                   "or the seeds' spread where "
                    "larger. With the best value, the margin over the "
                    "default, the noise and whether the margin is detectable. Pruned trials "
                    "are lower bounds, never chosen. Then the combined configuration and its "
@@ -195,7 +196,9 @@ class Leaderboard(Command):
     help = "all final models and baselines in one table"
     description = ("Every model final-train wrote to the reports folder (mean ± std over "
                    "seeds where it has several) and the baselines, best validation accuracy "
-                   "first, with test accuracy, macro-F1 and per-class F1. Writes "
+                   "first, with test accuracy, macro-F1 and per-class F1; multi-label models "
+                   "in a table of their own (best val macro-F1 first, test macro-/micro-F1, "
+                   "subset accuracy, the multi-label baselines). Writes "
                    "<reports-dir>/leaderboard.md.")
     prints_data = True
 

@@ -109,7 +109,10 @@ class FinalTrain(Command):
                    "(--config) on train with early stopping on val, then evaluate on the test "
                    "split once. Writes the model bundle models/<name>/ and "
                    "reports/<name>/final/ (metrics, per-class table, confusion matrix, "
-                   "curves); with --seeds, one of each per seed and their mean ± std.")
+                   "curves); with --seeds, one of each per seed and their mean ± std. "
+                   "Multi-label: decision thresholds tuned on val (train.threshold_rule) "
+                   "are kept in the bundle, and the report has per-label thresholds, "
+                   "PR curves and the label-wise confusion.")
     prints_data = True
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
