@@ -13,6 +13,7 @@ so ``recommend`` and ``report`` can show them beside every study of that dataset
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,12 +49,13 @@ def _vectorised(dataset: Dataset, splits: tuple[str, ...]) -> tuple[Any, dict[st
     return vec, x
 
 
-def _multi_label_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import f1_score
+def _multi_label_scores(y: np.ndarray, probs: np.ndarray, threshold: Any = 0.5
+                        ) -> dict[str, float]:
+    """Subset accuracy, macro- and micro-F1 of ``probs`` decided at ``threshold``."""
+    from emotune.scores import multi_label_scores
 
-    return {"accuracy": float((pred == y).all(1).mean()),
-            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
-            "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0))}
+    s = multi_label_scores(y, probs, math.nan, threshold)
+    return {k: s[f"val_{k}"] for k in ("accuracy", "macro_f1", "micro_f1")}
 
 
 def multi_label_baselines(dataset: Dataset, test: bool = True) -> dict[str, Any]:
@@ -78,8 +80,7 @@ def multi_label_baselines(dataset: Dataset, test: bool = True) -> dict[str, Any]
     for c in C_VALUES:
         clf = OneVsRestClassifier(LogisticRegression(C=c, max_iter=3000, solver="liblinear"))
         clf.fit(x["train"], y["train"])
-        by_c[c] = (_multi_label_scores(y["val"], (clf.predict_proba(x["val"]) >= 0.5)
-                                       .astype(np.uint8)), clf)
+        by_c[c] = (_multi_label_scores(y["val"], clf.predict_proba(x["val"])), clf)
     best_c = max(by_c, key=lambda c: by_c[c][0]["macro_f1"])
     val, clf = by_c[best_c]
     result = {"C": best_c, "features": len(vec.vocabulary_),
@@ -88,8 +89,8 @@ def multi_label_baselines(dataset: Dataset, test: bool = True) -> dict[str, Any]
     if test:
         val_probs = clf.predict_proba(x["val"])
         thresholds = tune_thresholds(y["val"], val_probs, "per-label")
-        test_pred = (clf.predict_proba(x["test"]) >= thresholds[None]).astype(np.uint8)
-        result["test"] = _multi_label_scores(y["test"], test_pred)
+        result["test"] = _multi_label_scores(y["test"], clf.predict_proba(x["test"]),
+                                             thresholds)
     out["tfidf_logreg"] = {**result, "seconds": round(time.perf_counter() - start, 1)}
     return out
 

@@ -110,7 +110,7 @@ class GradientProbe(keras.callbacks.Callback):
 
     Args:
         x: token ids of the fixed batch (rows x tokens).
-        y: their integer labels (a 0/1 matrix for multi-label data).
+        y: their labels as the loss takes them (``train.label_array``).
 
     After training, ``rows`` holds one ``{"grad_norm", "learning_rate"}`` dict per epoch.
     """
@@ -118,7 +118,7 @@ class GradientProbe(keras.callbacks.Callback):
     def __init__(self, x: Any, y: Any) -> None:
         super().__init__()
         multi = getattr(y, "ndim", 1) == 2
-        self.x, self.y = tf.constant(x), tf.constant(y.astype("float32") if multi else y)
+        self.x, self.y = tf.constant(x), tf.constant(y)
         self.loss_fn = (keras.losses.BinaryCrossentropy() if multi
                         else keras.losses.SparseCategoricalCrossentropy())
         self.rows: list[dict[str, float]] = []

@@ -69,16 +69,13 @@ class Published:
     name: str
     env: str  # a directory holding its files
     url_env: str  # a base URL serving them instead of the published location
-    files: str  # the module constant naming {file: (url, size, sha256)} (read at call time)
-
-    def table(self) -> dict[str, tuple[str, int, str]]:
-        return globals()[self.files]
+    files: dict[str, tuple[str, int, str]]  # file name -> (url, size, sha256)
 
 
 PUBLISHED = {p.name: p for p in (
-    Published("emotion", "EMOTUNE_DATA", "EMOTUNE_EMOTION_URL", "EMOTION_FILES"),
+    Published("emotion", "EMOTUNE_DATA", "EMOTUNE_EMOTION_URL", EMOTION_FILES),
     Published("goemotions", "EMOTUNE_GOEMOTIONS_DATA", "EMOTUNE_GOEMOTIONS_URL",
-              "GOEMOTIONS_FILES"),
+              GOEMOTIONS_FILES),
 )}
 LABELS_FILE = "labels.txt"  # label names, one per line: line i names label id i
 LIST_RE = re.compile(r"\d+(,\d+)*")  # GoEmotions' label ids: 0 or 3,15
@@ -136,17 +133,12 @@ def resolve_data_path(cfg: DataConfig, download: bool = True) -> Path:
         raise DataError(f"no data for dataset {cfg.dataset!r}: pass --data DIR_OR_FILE "
                         f"(datasets known by name: {', '.join(PUBLISHED)})")
     cached = cache_dir() / "data" / known.name
-    if all((cached / f).is_file() for f in known.table()):
+    if all((cached / f).is_file() for f in known.files):
         return cached
     if not download:
         raise DataError(f"the {known.name} dataset is not on this machine: set "
-                        f"{env_name}=DIR (or copy {'/'.join(known.table())} into {cached})")
+                        f"{env_name}=DIR (or copy {'/'.join(known.files)} into {cached})")
     return download_dataset(known, cached)
-
-
-def download_emotion(target: Path, base_url: str | None = None, timeout: float = 30) -> Path:
-    """``download_dataset`` of the emotion dataset."""
-    return download_dataset(PUBLISHED["emotion"], target, base_url, timeout)
 
 
 def download_dataset(known: Published, target: Path, base_url: str | None = None,
@@ -163,7 +155,7 @@ def download_dataset(known: Published, target: Path, base_url: str | None = None
 
     base_url = base_url or os.environ.get(known.url_env)
     target.mkdir(parents=True, exist_ok=True)
-    files = known.table()
+    files = known.files
     for name, (url, size, sha) in files.items():
         dest = target / name
         if dest.is_file():
@@ -515,12 +507,6 @@ def load_dataset(cfg: DataConfig, download: bool = True) -> Dataset:
         files=tuple(str(p) for p in paths),
         multi_label=multi,
     )
-
-
-def is_multi_label(cfg: DataConfig) -> bool:
-    """Whether the data ``cfg`` names has several labels per text (``data.multi_label``, else
-    detected by reading it)."""
-    return cfg.multi_label if cfg.multi_label is not None else load_dataset(cfg).multi_label
 
 
 # ---------------------------------------------------------------- tokenising once

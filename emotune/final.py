@@ -28,10 +28,12 @@ from emotune.errors import EmotuneError
 def gradient_probe(prepared: Prepared, rows: int = 512) -> Any:
     """A ``GradientProbe`` on the first ``rows`` training rows (padded to their longest)."""
     from emotune.callbacks import GradientProbe
+    from emotune.train import label_array
 
     n = min(rows, len(prepared.train.labels))
     enc = prepared.train
-    return GradientProbe(enc.ids[:n, : max(int(enc.lengths[:n].max()), 1)], enc.labels[:n])
+    return GradientProbe(enc.ids[:n, : max(int(enc.lengths[:n].max()), 1)],
+                         label_array(enc)[:n])
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def tune_thresholds(y: np.ndarray, probs: np.ndarray, rule: str = "per-label",
     (ties: the one nearest 0.5; a label without positives keeps ``fixed``); ``global``: one
     threshold for all labels maximising macro-F1; ``fixed``: ``fixed`` for every label.
     """
-    from emotune.scores import f1_from_counts
+    from emotune.scores import f1_from_counts, per_class_f1
 
     k = probs.shape[1]
     if rule == "fixed":
@@ -114,12 +116,12 @@ def tune_thresholds(y: np.ndarray, probs: np.ndarray, rule: str = "per-label",
     true = (y > 0)[None]  # 1 x n x labels
     pred = probs[None] >= THRESHOLD_GRID[:, None, None]  # grid x n x labels
     tp = (pred & true).sum(1).astype(float)
-    predicted, actual = pred.sum(1).astype(float), np.broadcast_to(true.sum(1), tp.shape)
-    denom = predicted + actual
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)  # grid x labels
+    predicted = pred.sum(1).astype(float)
+    actual = np.broadcast_to(true.sum(1), tp.shape).astype(float)
+    f1 = per_class_f1(tp, predicted, actual)  # grid x labels
     near = np.abs(THRESHOLD_GRID - 0.5)
     if rule == "global":
-        macro, _ = f1_from_counts(tp, predicted, actual.astype(float), every_label=True)
+        macro, _ = f1_from_counts(tp, predicted, actual, every_label=True)
         best = max(range(len(THRESHOLD_GRID)), key=lambda i: (round(macro[i], 12), -near[i]))
         return np.full(k, THRESHOLD_GRID[best])
     if rule != "per-label":

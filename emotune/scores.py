@@ -80,6 +80,12 @@ def objective(name: str | None) -> Objective:
     return OBJECTIVES[name]
 
 
+def per_class_f1(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Each class's F1 from its counts (0 where it was neither predicted nor present)."""
+    denom = predicted + actual
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=float), where=denom > 0)
+
+
 def f1_from_counts(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray,
                    every_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Macro- and weighted-F1 from per-class counts (last axis: classes; leading axes: e.g.
@@ -87,8 +93,7 @@ def f1_from_counts(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray,
     and F1 is 0 where a class was never predicted or never present (scikit-learn's
     ``zero_division=0`` over the labels it sees). With ``every_label`` (multi-label, as
     scikit-learn averages label matrices) every class counts, an absent one as 0."""
-    denom = predicted + actual
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=float), where=denom > 0)
+    f1, denom = per_class_f1(tp, predicted, actual), predicted + actual
     seen = np.ones_like(denom, dtype=bool) if every_label else denom > 0
     macro = (f1 * seen).sum(-1) / np.maximum(seen.sum(-1), 1)
     weighted = (f1 * actual).sum(-1) / np.maximum(actual.sum(-1), 1)
@@ -237,8 +242,6 @@ def mean_loss(loss: Any, y: np.ndarray, probs: np.ndarray) -> tuple[float, np.nd
     """The compiled loss (a Keras loss name or ``Loss`` object) per text and its mean."""
     import keras
 
-    if y.ndim == 2:
-        y = y.astype(np.float32)
     if isinstance(loss, keras.losses.Loss):
         values = loss.call(y, probs)  # per text: without the Loss's reduction
     else:

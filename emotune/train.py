@@ -44,12 +44,14 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def load_inputs(config: Config) -> tuple[Dataset, Prepared, Embedding]:
-    """Data, tokens and the aligned embedding: built once, shared by every trial."""
+def load_inputs(config: Config, dataset: Dataset | None = None
+                ) -> tuple[Dataset, Prepared, Embedding]:
+    """Data, tokens and the aligned embedding: built once, shared by every trial. ``dataset``:
+    ``config.data`` already read (``data.load_dataset``), not read again."""
     from emotune.data import load_dataset, prepare
     from emotune.embeddings import load_embedding
 
-    dataset = load_dataset(config.data)
+    dataset = dataset or load_dataset(config.data)
     prepared = prepare(dataset, config.data)
     embedding = load_embedding(config.embeddings, prepared.vocab, prepared.train_counts)
     return dataset, prepared, embedding
@@ -289,7 +291,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     stop = keras.callbacks.EarlyStopping(monitor=tc.monitor, patience=tc.patience,
                                          mode="max" if maximize else "min",
                                          restore_best_weights=True)
-    y_val = prepared.val.labels
+    y_val = label_array(prepared.val)  # as the loss takes them: float 0/1 when multi-label
     # Validation is one prediction pass per epoch in ValidationScores (not Keras's own), so
     # that F1 and KL come from the same predictions as the loss and accuracy.
     scores = ValidationScores(eval_stream(prepared.val), y_val, tc.label_smoothing,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import socket
@@ -43,7 +44,8 @@ def tiny_published(server, monkeypatch):
     for split, seed in (("train", 1), ("val", 2), ("test", 3)):
         body = write_txt(root / f"{split}.txt", make_rows(30, seed)).read_bytes()
         files[f"{split}.txt"] = (f"{base}/{split}.txt", len(body), hashlib.sha256(body).hexdigest())
-    monkeypatch.setattr(data, "EMOTION_FILES", files)
+    monkeypatch.setitem(data.PUBLISHED, "emotion",
+                        dataclasses.replace(data.PUBLISHED["emotion"], files=files))
     return base, root
 
 
@@ -137,7 +139,8 @@ def test_goemotions_by_name_downloads_verified_files(server, tmp_path, monkeypat
     for name in ("train.tsv", "dev.tsv", "test.tsv", "labels.txt"):
         body = (root / name).read_bytes()
         files[name] = (f"{base}/{name}", len(body), hashlib.sha256(body).hexdigest())
-    monkeypatch.setattr(data, "GOEMOTIONS_FILES", files)
+    monkeypatch.setitem(data.PUBLISHED, "goemotions",
+                        dataclasses.replace(data.PUBLISHED["goemotions"], files=files))
     monkeypatch.setenv("EMOTUNE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("EMOTUNE_DATA", str(tmp_path / "not-for-goemotions"))
     monkeypatch.delenv("EMOTUNE_GOEMOTIONS_DATA", raising=False)

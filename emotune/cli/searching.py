@@ -116,14 +116,15 @@ def load_config_with_objective(args: argparse.Namespace, extra: dict[str, Any]) 
     return config
 
 
-def settle_for_data(args: argparse.Namespace, config: Any, extra: dict[str, Any]) -> Any:
+def settle_for_data(args: argparse.Namespace, config: Any, extra: dict[str, Any],
+                    dataset: Any = None) -> Any:
     """``config`` with the defaults of its data. Multi-label data ranks by val macro-F1
     (``scores.MULTI_LABEL_OBJECTIVE``) unless an objective is named (--objective, --config,
-    --set), and early stopping watches the objective unless a monitor is named. Reads the
-    data (call it once the arguments are checked); ``val_micro_f1`` on single-label data is an
-    error."""
+    --set), and early stopping watches the objective unless a monitor is named.
+    ``val_micro_f1`` on single-label data is an error. ``dataset``: ``config.data`` as the
+    caller read it (once the arguments are checked); read here when None."""
     from emotune.config import named_keys, override
-    from emotune.data import is_multi_label
+    from emotune.data import load_dataset
     from emotune.scores import MULTI_LABEL_OBJECTIVE
 
     named = named_keys(args.config, {**extra, **objective_settings(args), **cli_overrides(args)})
@@ -131,7 +132,7 @@ def settle_for_data(args: argparse.Namespace, config: Any, extra: dict[str, Any]
         named.discard("train.monitor")  # "watch the objective": the one settled here
     elif getattr(args, "monitor", None):
         named.add("train.monitor")
-    multi = is_multi_label(config.data)
+    multi = (dataset or load_dataset(config.data)).multi_label
     settle: dict[str, Any] = {}
     if multi:
         goal = (config.search.objective if "search.objective" in named
@@ -201,7 +202,7 @@ class Search(Command):
         parser.add_argument("--role", choices=["chief", "worker"], help=argparse.SUPPRESS)
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from emotune.data import subsample
+        from emotune.data import load_dataset, subsample
         from emotune.progress import log
         from emotune.search import parse_budget, run_search
         from emotune.space import CORE
@@ -226,7 +227,8 @@ class Search(Command):
             raise EmotuneError(f"--sample must be a positive number of rows. Received: "
                                f"{args.sample}")
         study_from_args(args, config)  # the arguments checked before the data is read
-        config = settle_for_data(args, config, extra)
+        dataset = load_dataset(config.data)
+        config = settle_for_data(args, config, extra, dataset)
         study = study_from_args(args, config)
         label = "all" if study.params == CORE else "-".join(study.params)
         name = f"{study.model}-{label}" if study.sweep else f"{study.model}-{study.strategy}"
@@ -235,8 +237,9 @@ class Search(Command):
         if args.command == "search" and not supervised:
             workers = self._workers(config.search.workers, study, config)
             if workers > 1:
-                return self._with_workers(args, study, config, project, workers)
-        _, prepared, embedding = load_inputs(config)
+                return self._with_workers(args, study, config, project, workers,
+                                          dataset.checksum)
+        _, prepared, embedding = load_inputs(config, dataset)
         if args.sample:
             prepared = subsample(prepared, args.sample, config.data.split_seed)
         if not args.debug:
@@ -278,10 +281,9 @@ class Search(Command):
         return n
 
     def _with_workers(self, args: argparse.Namespace, study: Any, config: Any,
-                      project: Path, workers: int) -> int:
+                      project: Path, workers: int, checksum: str) -> int:
         """Re-run this command as a KerasTuner chief and workers (see emotune.cluster)."""
         from emotune.cluster import run_cluster
-        from emotune.data import load_dataset
         from emotune.results import clear_project, load_trials, study_lock
         from emotune.search import check_resumable, parse_budget
 
@@ -299,7 +301,7 @@ class Search(Command):
             if args.overwrite:
                 clear_project(project)
             else:  # a different study in the folder: one line here, not a chief's failure
-                check_resumable(project, study, config, load_dataset(config.data).checksum)
+                check_resumable(project, study, config, checksum)
             before = len(load_trials(project)) if (project / "kt").is_dir() else 0
             result = run_cluster(argv, workers, project / "chief.log")
         frame = load_trials(project)

@@ -42,6 +42,7 @@ class Train(Command):
                                  "runs/train/<model>-<mode>-<time>)")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from emotune.data import load_dataset
         from emotune.progress import log
         from emotune.train import default_run_dir, fit, load_inputs, write_run
 
@@ -54,8 +55,9 @@ class Train(Command):
         run_dir = Path(args.out) if args.out else default_run_dir(config)
         if run_dir.exists():
             raise EmotuneError(f"run folder {run_dir} already exists; choose another --out")
-        config = settle_for_data(args, config, extra)  # multi-label: stop on macro-F1
-        _, prepared, embedding = load_inputs(config)
+        dataset = load_dataset(config.data)
+        config = settle_for_data(args, config, extra, dataset)  # multi-label: stop on macro-F1
+        _, prepared, embedding = load_inputs(config, dataset)
         if not args.debug:
             import_tensorflow_quietly()  # only now: bad input above fails in well under a second
         e = embedding.summary()
@@ -140,6 +142,7 @@ class FinalTrain(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         from emotune.analysis import load_study, recommend, recommended_config
         from emotune.config import override
+        from emotune.data import load_dataset
         from emotune.final import check_seeds, refuse_existing, train_final
         from emotune.train import load_inputs
 
@@ -161,9 +164,10 @@ class FinalTrain(Command):
             config = load_config_with_objective(args, extra)
             name = args.name or Path(args.config).stem
         refuse_existing(Path(args.models_dir) / name, args.overwrite)
+        dataset = load_dataset(config.data)
         if not args.project:  # a study's settings were settled when it searched
-            config = settle_for_data(args, config, extra)
-        _, prepared, embedding = load_inputs(config)
+            config = settle_for_data(args, config, extra, dataset)
+        _, prepared, embedding = load_inputs(config, dataset)
         if not args.debug:
             import_tensorflow_quietly()
         result = train_final(config, prepared, embedding, name=name, seeds=args.seeds,
