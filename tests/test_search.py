@@ -512,6 +512,55 @@ def test_a_racing_seed_joins_the_queue_as_soon_as_its_race_allows(tmp_path):
     assert sorted(calls) == sorted(set(calls))  # nothing trained twice
 
 
+def test_a_worker_that_would_wait_takes_a_running_contenders_next_seed(tmp_path):
+    # Two workers ask the chief's oracle in turn (KerasTuner's create_trial/end_trial, as the
+    # gRPC chief relays them). A value's next seed waits for its running one, except when the
+    # asking worker would otherwise sit idle: then it takes that seed at once.
+    import keras_tuner as kt
+
+    from emotune.space import POINT, REPEAT, SearchSpace
+    from emotune.tuner import make_oracle
+
+    config = build_config(overrides=parse_sets(["sweeps.lr=[0.001, 0.0009, 0.01]"]))
+    st = StudySpec("gru", ("lr",), "sweep", None, 1, None, False, 3)
+    space = SearchSpace(config, ["lr"], True, 3)
+    oracle = make_oracle(st, config, space, n_val=2000)
+    oracle._set_project_dir(str(tmp_path), "kt")
+    hp = kt.HyperParameters()
+    space.declare(hp)
+    oracle.update_space(hp)
+    score = {"default": 0.810, "lr=0.0009": 0.8077, "lr=0.01": 0.760}  # one SE ~0.012
+
+    def ask(worker):
+        trial = oracle.create_trial(worker)
+        values = trial.hyperparameters.values
+        return trial, (values[POINT], values[REPEAT]) if trial.status == "RUNNING" else None
+
+    def finish(trial):
+        oracle.update_trial(trial.trial_id, {"val_accuracy": score[
+            trial.hyperparameters.values[POINT]], "pruned": 0.0})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+
+    for _ in score:  # round one, one worker
+        finish(ask("tuner0")[0])
+    a, got_a = ask("tuner0")
+    b, got_b = ask("tuner1")
+    assert (got_a, got_b) == (("default", 1), ("lr=0.0009", 1))  # both contenders race
+    finish(a)
+    a, got_a = ask("tuner0")
+    assert got_a == ("default", 2)  # its own next seed: nothing of it is running
+    finish(a)
+    a, got_a = ask("tuner0")
+    # the only seed left belongs to lr=0.0009, whose second seed still runs on tuner1:
+    # tuner0 takes the third now instead of waiting
+    assert got_a == ("lr=0.0009", 2)
+    finish(b)
+    finish(a)
+    assert ask("tuner1")[0].status == "STOPPED"  # every contender has all three seeds
+    assert ask("tuner0")[0].status == "STOPPED"
+
+
 def test_racing_needs_a_fixed_set_of_values(tmp_path):
     st = StudySpec("gru", ("lr",), "bayesian", 4, 1, None, False, 3)
     with pytest.raises(Exception, match="--repeats auto races seeds"):
