@@ -142,7 +142,9 @@ class EmotuneTuner(BaseTuner):
         if repeat:
             seed = self.space.base.train.seed + repeat
             what += f" (seed {seed}: racing, within noise of the best)"
-        log(f"trial {n}{f'/{total}' if total and not repeat else ''}: {what}")
+        # a racing study numbers its seeds among the first round's trials: no "24/19"
+        of = f"/{total}" if total and not self.study.racing else ""
+        log(f"trial {n}{of}: {what}")
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any
                   ) -> dict[str, float]:
@@ -404,16 +406,18 @@ class RacingOracle(ResumableGridOracle):
     Once every value of a race (a sweep, or the whole grid) has its first result, the values
     still within noise of the best (``noise.contenders``) get one more seed each, fewest seeds
     first, up to ``race`` seeds; a value clearly behind never gets a second. Everything is
-    derived from the finished trials, so a resumed study and the chief of ``--workers`` make
-    the same decisions; a value's next seed joins the queue as soon as its race allows it.
+    derived from the trials on record (finished and running), so a resumed study makes the
+    same decisions; a value's next seed joins the queue as soon as its race allows it.
 
     A value's next seed normally waits for its running one, which may separate it from the
     best. With ``--workers``, a worker that would otherwise wait for others takes such a seed
     at once (``ahead``): in the GRU main job the units race (two values of 3-5 minutes a seed,
     raced one seed at a time) left one worker idle for 16 of the study's 42 minutes. A seed
-    taken ahead may prove unneeded; it is trained and counted like any other (never more than
-    ``race`` seeds a value), so it can only add evidence. One process never runs two trials
-    at once and never takes one ahead.
+    taken ahead may prove unneeded (with more workers, several of one value may be); it is
+    trained and counted like any other (never more than ``race`` seeds a value), so it can
+    only add evidence, but a study with workers may then rest on more seeds of a value than
+    one process would give it. One process never runs two trials at once and never takes one
+    ahead.
 
     Args:
         race: the most seeds a value gets.
@@ -443,11 +447,11 @@ class RacingOracle(ResumableGridOracle):
             first = self.next_combination(**{REPEAT: 0})
             # a race starts once every value of it has been tried
             waiting = {g for v in self.untaken(**{REPEAT: 0})[0] for g in self.space.groups(v)}
-        race = (self.trials.values(), self.race, self.n_val, self.space.groups,
+        args = (self.trials.values(), self.race, self.n_val, self.space.groups,
                 self.expected_cost, waiting, objective(self.objective.name))
-        seed = _race_values(*race)
+        seed = _race_values(*args)
         if first is None and seed is None and self.ongoing_trials:
-            seed = _race_values(*race, ahead=True)  # rather than wait for the running ones
+            seed = _race_values(*args, ahead=True)  # rather than wait for the running ones
         if first is not None and seed is not None and self.cost is not None:
             # the longer expected; on a tie the untried value (max keeps the first)
             return self._answer(max((first, seed), key=self.expected_cost))

@@ -555,6 +555,9 @@ def test_a_worker_that_would_wait_takes_a_running_contenders_next_seed(tmp_path)
     # the only seed left belongs to lr=0.0009, whose second seed still runs on tuner1:
     # tuner0 takes the third now instead of waiting
     assert got_a == ("lr=0.0009", 2)
+    # a third worker waits: both contenders have all their seeds, and lr=0.01, clearly
+    # behind, gets none, ahead or not
+    assert ask("tuner2")[0].status == "IDLE"
     finish(b)
     finish(a)
     assert ask("tuner1")[0].status == "STOPPED"  # every contender has all three seeds
