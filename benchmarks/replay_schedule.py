@@ -95,7 +95,7 @@ def replay(study_dir: Path, extra: list[Path], scale: float, workers: int, overh
     table.update(outcomes(study_dir, space, spec.objective, 1.0))
     if before:
         race_values = tuner._race_values
-        tuner._race_values = lambda *a, ahead=False, **k: None if ahead else race_values(*a, **k)
+        tuner._race_values = lambda *a, ahead=False, **k: race_values(*a, **k)  # never ahead
     oracle = tuner.make_oracle(spec, config, space, record["n_val"])
     folder = tempfile.TemporaryDirectory()
     oracle._set_project_dir(folder.name, "kt")

@@ -219,7 +219,9 @@ def _read_txt(path: Path, text: str) -> tuple[list[str], list[str], list[int]]:
     return texts, labels, lines
 
 
-def _read_table(path: Path, cfg: DataConfig) -> tuple[list[str], list[str], list[int]]:
+def _read_table(path: Path, cfg: DataConfig, text: str | None
+                ) -> tuple[list[str], list[str], list[int]]:
+    """A parquet file, or the decoded ``text`` of a JSONL, CSV or TSV file."""
     import pandas as pd
 
     suffix = path.suffix.lower()
@@ -230,7 +232,6 @@ def _read_table(path: Path, cfg: DataConfig) -> tuple[list[str], list[str], list
             raise DataError(f"{path}: cannot read as parquet ({e}); check the file") from None
         first_line = None
     elif suffix == ".jsonl":
-        text = _decode(path, path.read_bytes())
         rows = []
         for n, line in enumerate(text.splitlines(), start=1):
             if line.strip():
@@ -243,7 +244,6 @@ def _read_table(path: Path, cfg: DataConfig) -> tuple[list[str], list[str], list
         frame = pd.DataFrame(rows)
         first_line = 1
     else:
-        text = _decode(path, path.read_bytes())
         sep = "\t" if suffix == ".tsv" else ","
         try:
             frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
@@ -327,12 +327,13 @@ def read_split_file(path: Path, cfg: DataConfig) -> tuple[list[str], list[Any], 
     if suffix not in EXTENSIONS:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use one of "
                         f"{', '.join(EXTENSIONS)}")
+    text = None if suffix == ".parquet" else _decode(path, path.read_bytes())  # read once
     if suffix == ".txt":
-        texts, labels, lines = _read_txt(path, _decode(path, path.read_bytes()))
-    elif suffix == ".tsv" and _is_goemotions_tsv(text := _decode(path, path.read_bytes())):
+        texts, labels, lines = _read_txt(path, text)
+    elif suffix == ".tsv" and _is_goemotions_tsv(text):
         texts, labels, lines = _read_goemotions(path, text)
     else:
-        texts, labels, lines = _read_table(path, cfg)
+        texts, labels, lines = _read_table(path, cfg, text)
     unit = "row" if suffix == ".parquet" else "line"
     for t, label, n in zip(texts, labels, lines):
         if not t.strip():

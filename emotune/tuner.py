@@ -447,11 +447,10 @@ class RacingOracle(ResumableGridOracle):
             first = self.next_combination(**{REPEAT: 0})
             # a race starts once every value of it has been tried
             waiting = {g for v in self.untaken(**{REPEAT: 0})[0] for g in self.space.groups(v)}
-        args = (self.trials.values(), self.race, self.n_val, self.space.groups,
-                self.expected_cost, waiting, objective(self.objective.name))
-        seed = _race_values(*args)
-        if first is None and seed is None and self.ongoing_trials:
-            seed = _race_values(*args, ahead=True)  # rather than wait for the running ones
+        # a worker with no first-round trial left may take a seed ahead rather than wait
+        seed = _race_values(self.trials.values(), self.race, self.n_val, self.space.groups,
+                            self.expected_cost, waiting, objective(self.objective.name),
+                            ahead=first is None and bool(self.ongoing_trials))
         if first is not None and seed is not None and self.cost is not None:
             # the longer expected; on a tie the untried value (max keeps the first)
             return self._answer(max((first, seed), key=self.expected_cost))
@@ -475,7 +474,7 @@ def _race_values(trials: Any, race: int, n_val: int,
     seeds, then the longest expected (``cost``), then the first tried. Values are compared
     on ``goal`` (val accuracy by default; a loss negated), with its noise: binomial for
     accuracy, the trials' bootstrap error otherwise. A contender with a seed running waits
-    for it, unless ``ahead``: then only such contenders are considered."""
+    for it; with ``ahead``, it is taken when no other contender has a seed to go."""
     goal = goal or objective(None)
     floor_of = None if goal.name == "val_accuracy" else f"{goal.name}_se"
     points: dict[str, dict[str, Any]] = {}
@@ -503,6 +502,7 @@ def _race_values(trials: Any, race: int, n_val: int,
         for g in groups(p["values"]):
             by_group.setdefault(g, []).append(p)
     options: list[tuple[int, float, int, dict[str, Any]]] = []
+    running: list[tuple[int, float, int, dict[str, Any]]] = []  # contenders taken only ahead
     for group, members in by_group.items():
         if group in waiting or not all(p["first_done"] for p in members):
             continue  # the race starts when every value of it has its first result
@@ -518,9 +518,11 @@ def _race_values(trials: Any, race: int, n_val: int,
             list(cands.values()))}]
         for p in racing:
             free = [r for r in range(race) if r not in p["taken"]]
-            if free and p["running"] == ahead:
-                options.append((len(p["taken"]), -cost(p["values"]), p["order"],
-                                {**p["values"], REPEAT: free[0]}))
+            if free:
+                (running if p["running"] else options).append(
+                    (len(p["taken"]), -cost(p["values"]), p["order"],
+                     {**p["values"], REPEAT: free[0]}))
+    options = options or (running if ahead else [])
     return min(options, key=lambda o: o[:3])[3] if options else None
 
 
