@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --fixed
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --onednn
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --scores
+    .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --trace [--rounds 3]
 
 Each row trains the same configuration for ``--epochs`` epochs (no early stopping) with one
 setting changed, alternating base and variant; it prints the median seconds of epochs 2..N
@@ -23,6 +24,12 @@ optimizer, Keras's step and callbacks), each at 1 and at 10 batches per compiled
 ``--scores`` prices the per-epoch validation scores (macro- and weighted-F1, cross-entropy,
 KL: ``callbacks.ValidationScores``, one prediction pass) against validation as Keras does it
 (``evaluate``: loss and accuracy only), the default GRU, alternating, twice each.
+
+``--trace`` prices the second trace of the training step: the default GRU with its optimizer's
+and metrics' variables created before ``fit`` (``models.build_state``, the default) and inside
+the first traced step (Keras's deferred build: the step is traced twice), alternating,
+``--rounds`` pairs after a warm-up fit; it prints the first epoch's seconds, how often the step
+was traced, and whether every number of the histories is the same.
 
 ``--onednn`` runs the default GRU in child processes with one thread (as a ``--workers``
 process runs), ``TF_ENABLE_ONEDNN_OPTS`` 1 and 0 alternating (tensorflow#56350), each twice.
@@ -190,6 +197,45 @@ def validation_pass(base, prepared, embedding, repeat: int = 15) -> None:
           f"{ms['numbers']:.1f} ms", flush=True)
 
 
+def counted(model) -> list[int]:
+    """A list that grows by one each time ``model``'s training step is traced."""
+    traces: list[int] = []
+    step = model.train_step
+    model.train_step = lambda data: traces.append(1) or step(data)
+    return traces
+
+
+def second_trace(base, prepared, embedding, rounds: int) -> int:
+    """First-epoch seconds with the variables built before ``fit`` and inside the first trace."""
+    from unittest import mock
+
+    from emotune import models
+    from emotune.train import fit, new_model
+
+    fit(override(base, {"train.epochs": 1}), prepared, embedding)  # warm-up: one-time costs
+    runs: dict[str, list[float]] = {"before fit": [], "in the trace": []}
+    histories: dict[str, object] = {}
+    for _ in range(rounds):
+        for who in runs:
+            patch = {"build_state": lambda *a, **k: None} if who == "in the trace" else {}
+            with mock.patch.multiple(models, **patch) if patch else contextlib.nullcontext():
+                model = new_model(base, prepared, embedding)
+            traces = counted(model)
+            r = fit(base, prepared, embedding, model=model)
+            s = list(r.history["seconds"])
+            later = statistics.median(s[1:])
+            runs[who].append(s[0] - later)
+            histories[who] = r.history.drop(columns="seconds")
+            print(f"variables {who:<12}: first epoch {s[0]:5.2f} s, later {later:5.2f} s "
+                  f"(median), step traced {len(traces)}x", flush=True)
+    a, b = (statistics.median(v) for v in runs.values())
+    same = histories["before fit"].equals(histories["in the trace"])
+    print(f"first epoch's extra seconds (over the later epochs' median), median of {rounds}: "
+          f"{b:.2f} s traced twice -> {a:.2f} s traced once ({b - a:.2f} s saved per model); "
+          f"histories {'identical' if same else 'DIFFER'}", flush=True)
+    return 0
+
+
 def onednn(args) -> int:
     """Epoch seconds of the default GRU in one-thread child processes, oneDNN on and off."""
     import subprocess
@@ -219,8 +265,11 @@ def main() -> int:
     ap.add_argument("--onednn", action="store_true", help="one thread, oneDNN on and off")
     ap.add_argument("--scores", action="store_true",
                     help="per-epoch validation scores against Keras's validation")
+    ap.add_argument("--trace", action="store_true",
+                    help="variables built before fit against inside the first traced step")
     ap.add_argument("--rounds", type=int, default=2,
-                    help="--scores: alternating pairs of fits (0: the validation pass alone)")
+                    help="--scores, --trace: alternating pairs of fits (--scores 0: the "
+                         "validation pass alone)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.onednn and not args.child:
@@ -243,6 +292,8 @@ def main() -> int:
                   f"{on:5.1f} ms ({off / on:4.2f}x), unroll {unrolled:5.1f} ms "
                   f"({off / unrolled:4.2f}x)", flush=True)
         return 0
+    if args.trace:
+        return second_trace(base, prepared, embedding, args.rounds)
     if args.scores:
         return scores_cost(base, prepared, embedding, args.rounds)
     if args.fixed:

@@ -200,7 +200,29 @@ def build_model(model: ModelConfig, train: TrainConfig, embedding: np.ndarray,
                 metrics=[accuracy],
                 steps_per_execution=exact_steps_per_execution(steps_per_epoch,
                                                               train.steps_per_execution))
+    build_state(net, num_classes, multi_label)
     return net
+
+
+def build_state(net: Any, num_classes: int, multi_label: bool = False) -> None:
+    """Create the optimizer's, loss's and metrics' variables of compiled ``net`` now, from
+    symbolic batches, instead of inside its first traced training step.
+
+    Keras 3 on TensorFlow defers them to that trace when no distribution strategy is set
+    (``Trainer._maybe_symbolic_build``), and a ``tf.function`` whose first trace creates
+    variables is traced again: the whole step (forward pass, gradient, optimizer update) twice,
+    ~1.5-2 s of every model's first epoch on a 2-core machine (benchmarks/RESULTS.md, "The
+    second trace"). This is the build Keras itself runs first with a strategy; the variables
+    start at zero either way, so every number is the same (tests/test_train.py).
+    """
+    import keras
+
+    symbolic = getattr(net, "_symbolic_build", None)
+    if symbolic is None:  # a Keras without it: the step is traced twice, nothing else changes
+        return
+    y = (keras.KerasTensor((None, num_classes), "float32") if multi_label
+         else keras.KerasTensor((None,), "int32"))
+    symbolic(data_batch=(keras.KerasTensor((None, None), "int32"), y))
 
 
 def exact_steps_per_execution(steps_per_epoch: int | None, requested: int) -> int:
