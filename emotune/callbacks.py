@@ -78,6 +78,10 @@ class ValidationScores(keras.callbacks.Callback):
         y: their integer labels, in the same order.
         smoothing: the label smoothing the loss trains with (the targets of KL divergence).
         threshold: multi-label only: the probability at which a label is predicted.
+
+    After training, ``probs`` holds each epoch's predictions (rows x labels): the restored
+    best epoch's are what predicting validation again would give, bit for bit
+    (tests/test_train.py), so ``train.fit`` takes them instead.
     """
 
     def __init__(self, data: Any, y: Any, smoothing: float = 0.0,
@@ -85,6 +89,7 @@ class ValidationScores(keras.callbacks.Callback):
         super().__init__()
         self.data, self.y, self.smoothing, self.threshold = data, y, smoothing, threshold
         self._forward: Any = None
+        self.probs: list[Any] = []
 
     def on_train_begin(self, logs: Any = None) -> None:
         # The batches taken out of their tf.data pipeline once per fit and the forward pass
@@ -100,6 +105,7 @@ class ValidationScores(keras.callbacks.Callback):
         from emotune.scores import epoch_scores, mean_loss
 
         probs = np.concatenate([self._forward(x).numpy() for x in self._batches])
+        self.probs.append(probs)
         loss, _ = mean_loss(self.model.loss, self.y, probs)
         if logs is not None:
             logs.update(epoch_scores(self.y, probs, loss, self.smoothing, self.threshold))

@@ -299,23 +299,22 @@ def fit_and_evaluate(config: Any, prepared: Prepared, embedding: Any, *,
     if prepared.multi_label:  # fit scored it at train.threshold on the best epoch's weights
         val["val_micro_f1"] = result.metrics["val_micro_f1"]
     if prepared.multi_label:
-        test, val = evaluate_multi_label_model(config, prepared, result.model, probs, val)
+        test, val = evaluate_multi_label_model(config, prepared, result.val_probs, probs, val)
     else:
         test = evaluate_split(prepared.test.labels, probs, list(labels))
     return result.model, FinalEvaluation(title, labels, test, val, config.train.seed, history)
 
 
-def evaluate_multi_label_model(config: Any, prepared: Prepared, model: Any,
+def evaluate_multi_label_model(config: Any, prepared: Prepared, val_probs: np.ndarray,
                                 test_probs: np.ndarray, val: dict[str, Any]
                                 ) -> tuple[SplitMetrics, dict[str, Any]]:
     """Thresholds tuned on validation (``train.threshold_rule``; the other rules' too, for
-    reference), then the test split scored once at them; ``val`` gains the validation
-    macro- and micro-F1 at the tuned thresholds (optimistic: chosen there)."""
+    reference) from the model's validation predictions ``val_probs``, then the test split
+    scored once at them; ``val`` gains the validation macro- and micro-F1 at the tuned
+    thresholds (optimistic: chosen there)."""
     from emotune.scores import multi_label_scores
-    from emotune.train import predict_probs
 
     tc = config.train
-    val_probs = predict_probs(model, prepared.val)
     rules = {r: tune_thresholds(prepared.val.labels, val_probs, r, tc.threshold)
              for r in THRESHOLD_RULES}
     chosen = rules[tc.threshold_rule]

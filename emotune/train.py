@@ -216,6 +216,7 @@ class TrainResult:
     history: Any  # pandas DataFrame, one row per epoch
     metrics: dict[str, Any]
     stopped_by_hook: bool = False  # ``on_epoch`` asked to stop (a pruned trial)
+    val_probs: np.ndarray | None = None  # validation predictions of the restored best epoch
 
 
 def new_model(config: Config, prepared: Prepared, embedding: Embedding) -> Any:
@@ -256,10 +257,10 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
         callbacks: more Keras callbacks.
 
     Returns:
-        A ``TrainResult``: the model, the per-epoch history, the val metrics at the restored
-        epoch (the ``EPOCH_SCORES``, with ``val_loss`` the plain cross-entropy there, and the
-        bootstrap standard errors ``val_accuracy_se``, ``val_macro_f1_se``, ...), and whether
-        ``on_epoch`` stopped it.
+        A ``TrainResult``: the model, the per-epoch history, the val predictions and metrics
+        at the restored epoch (the ``EPOCH_SCORES``, with ``val_loss`` the plain cross-entropy
+        there, and the bootstrap standard errors ``val_accuracy_se``, ``val_macro_f1_se``,
+        ...), and whether ``on_epoch`` stopped it.
 
     Raises:
         EmotuneError: ``train.monitor`` is not a score of this data (micro-F1 on single-label).
@@ -313,7 +314,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     history["seconds"] = progress.seconds[: len(history)]
     best = int(history[tc.monitor].idxmax() if maximize else history[tc.monitor].idxmin())
-    probs = predict_probs(model, prepared.val)  # the restored best epoch's weights
+    probs = scores.probs[best]  # the restored best epoch's, as predicting again would give
     plain_ce = cross_entropies(y_val, probs)  # per text, to the one-hot labels
     at_best = epoch_scores(y_val, probs, float(plain_ce.mean()), tc.label_smoothing,
                            tc.threshold)
@@ -329,7 +330,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
         "seconds": round(seconds, 2),
         "params": int(model.count_params()),
     }
-    return TrainResult(model, history, metrics, progress.stopped_by_hook)
+    return TrainResult(model, history, metrics, progress.stopped_by_hook, probs)
 
 
 # ---------------------------------------------------------------- `emotune train`

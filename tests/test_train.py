@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -85,6 +86,55 @@ def test_fit_learns_is_deterministic_and_restores_the_best_epoch(tiny_fit):
     # restore_best_weights: the reported val loss is the best epoch's, not the last one's.
     assert a.metrics["val_loss"] == pytest.approx(a.history["val_loss"][best], rel=1e-3)
     assert a.metrics["epochs_run"] == len(a.history) <= 8
+
+
+def test_fit_gives_the_best_epochs_validation_predictions_bit_for_bit(tiny_sets):
+    # fit scores the restored best epoch from ValidationScores' pass of that epoch instead of
+    # predicting validation again: the two must be the same numbers. Once the first epoch
+    # is scored, the output layer's sign is flipped and learning stops, so the first epoch
+    # stays the best and the restored weights are not the last epoch's.
+    import keras
+
+    from emotune.train import predict_probs
+
+    class Flip(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                dense = self.model.get_layer("probs")
+                dense.set_weights([-w for w in dense.get_weights()])
+                self.model.optimizer.learning_rate.assign(0.0)
+
+    config = build_config(overrides=parse_sets(tiny_sets + ["epochs=3", "patience=5"]))
+    _, prepared, emb = load_inputs(config)
+    r = fit(config, prepared, emb, callbacks=(Flip(),))
+    assert (r.metrics["best_epoch"], r.metrics["epochs_run"]) == (1, 3)
+    np.testing.assert_array_equal(r.val_probs, predict_probs(r.model, prepared.val))
+
+
+def test_the_training_step_is_traced_once_with_the_same_numbers(tiny_sets):
+    # Keras 3 creates the optimizer's and metrics' variables inside the first traced step when
+    # they do not exist yet, and tf.function then traces the whole step again;
+    # models.build_state creates them before fit. Every number must stay the same.
+    from unittest import mock
+
+    from emotune import models
+    from emotune.train import new_model
+
+    config = build_config(overrides=parse_sets(tiny_sets + ["epochs=2"]))
+    _, prepared, emb = load_inputs(config)
+
+    def traces_and_history(**patch):
+        with mock.patch.multiple(models, **patch) if patch else contextlib.nullcontext():
+            model = new_model(config, prepared, emb)
+        traced, step = [], model.train_step
+        model.train_step = lambda data: traced.append(1) or step(data)
+        r = fit(config, prepared, emb, model=model)
+        return len(traced), r.history.drop(columns="seconds")
+
+    once, built = traces_and_history()
+    twice, deferred = traces_and_history(build_state=lambda *a, **k: None)
+    assert (once, twice) == (1, 2)  # the second: Keras's deferred build, what is avoided
+    assert built.equals(deferred)
 
 
 def test_steps_per_execution_is_cut_to_a_divisor_of_the_epoch():
