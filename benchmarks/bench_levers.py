@@ -25,11 +25,14 @@ optimizer, Keras's step and callbacks), each at 1 and at 10 batches per compiled
 KL: ``callbacks.ValidationScores``, one prediction pass) against validation as Keras does it
 (``evaluate``: loss and accuracy only), the default GRU, alternating, twice each.
 
-``--trace`` prices the second trace of the training step: the default GRU with its optimizer's
-and metrics' variables created before ``fit`` (``models.build_state``, the default) and inside
-the first traced step (Keras's deferred build: the step is traced twice), alternating,
-``--rounds`` pairs after a warm-up fit; it prints the first epoch's seconds, how often the step
-was traced, and whether every number of the histories is the same.
+``--trace`` prices two fixed costs of every trained model. The second trace of the training
+step: the default GRU with its optimizer's and metrics' variables created before ``fit``
+(``models.build_state``, the default) and inside the first traced step (Keras's deferred
+build: the step is traced twice), alternating, ``--rounds`` pairs after a warm-up fit; it
+prints the first epoch's seconds, how often the step was traced, and whether every number of
+the histories is the same. And the prediction of validation that ``fit`` made after training
+until ``0e9c6cd`` (now taken from the best epoch's scoring pass): timed on each trained model,
+with whether it equals ``TrainResult.val_probs``.
 
 ``--onednn`` runs the default GRU in child processes with one thread (as a ``--workers``
 process runs), ``TF_ENABLE_ONEDNN_OPTS`` 1 and 0 alternating (tensorflow#56350), each twice.
@@ -209,11 +212,15 @@ def second_trace(base, prepared, embedding, rounds: int) -> int:
     """First-epoch seconds with the variables built before ``fit`` and inside the first trace."""
     from unittest import mock
 
+    import numpy as np
+
     from emotune import models
-    from emotune.train import fit, new_model
+    from emotune.train import fit, new_model, predict_probs
 
     fit(override(base, {"train.epochs": 1}), prepared, embedding)  # warm-up: one-time costs
     runs: dict[str, list[float]] = {"before fit": [], "in the trace": []}
+    predicts: list[float] = []
+    equal = True
     histories: dict[str, object] = {}
     for _ in range(rounds):
         for who in runs:
@@ -222,17 +229,25 @@ def second_trace(base, prepared, embedding, rounds: int) -> int:
                 model = new_model(base, prepared, embedding)
             traces = counted(model)
             r = fit(base, prepared, embedding, model=model)
+            t = time.perf_counter()
+            probs = predict_probs(r.model, prepared.val)  # what fit did before 0e9c6cd
+            predicts.append(time.perf_counter() - t)
+            equal = equal and bool(np.array_equal(probs, r.val_probs))
             s = list(r.history["seconds"])
             later = statistics.median(s[1:])
             runs[who].append(s[0] - later)
             histories[who] = r.history.drop(columns="seconds")
             print(f"variables {who:<12}: first epoch {s[0]:5.2f} s, later {later:5.2f} s "
-                  f"(median), step traced {len(traces)}x", flush=True)
+                  f"(median), step traced {len(traces)}x; predicting val again "
+                  f"{predicts[-1]:.2f} s", flush=True)
     a, b = (statistics.median(v) for v in runs.values())
     same = histories["before fit"].equals(histories["in the trace"])
     print(f"first epoch's extra seconds (over the later epochs' median), median of {rounds}: "
           f"{b:.2f} s traced twice -> {a:.2f} s traced once ({b - a:.2f} s saved per model); "
           f"histories {'identical' if same else 'DIFFER'}", flush=True)
+    print(f"predicting validation after fit (no longer done), median of {len(predicts)}: "
+          f"{statistics.median(predicts):.2f} s per model; the best epoch's scoring pass gave "
+          f"{'the same' if equal else 'DIFFERENT'} numbers", flush=True)
     return 0
 
 
