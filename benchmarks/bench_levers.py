@@ -215,7 +215,7 @@ def second_trace(base, prepared, embedding, rounds: int) -> int:
     import numpy as np
 
     from emotune import models
-    from emotune.train import fit, new_model, predict_probs
+    from emotune.train import new_model, predict_probs
 
     fit(override(base, {"train.epochs": 1}), prepared, embedding)  # warm-up: one-time costs
     runs: dict[str, list[float]] = {"before fit": [], "in the trace": []}

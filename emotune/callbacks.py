@@ -79,9 +79,9 @@ class ValidationScores(keras.callbacks.Callback):
         smoothing: the label smoothing the loss trains with (the targets of KL divergence).
         threshold: multi-label only: the probability at which a label is predicted.
 
-    After training, ``probs`` holds each epoch's predictions (rows x labels): the restored
-    best epoch's are what predicting validation again would give, bit for bit
-    (tests/test_train.py), so ``train.fit`` takes them instead.
+    After training, ``probs`` holds each epoch's predictions (rows x labels). The restored
+    best epoch's are the same forward pass on the same batches as predicting validation again
+    (the same numbers on CPU: tests/test_train.py), so ``train.fit`` takes them instead.
     """
 
     def __init__(self, data: Any, y: Any, smoothing: float = 0.0,
@@ -98,6 +98,7 @@ class ValidationScores(keras.callbacks.Callback):
         model = self.model
         self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         self._batches = [x for x, _ in self.data]
+        self.probs = []
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         import numpy as np

@@ -211,18 +211,23 @@ def build_state(net: Any, num_classes: int, multi_label: bool = False) -> None:
     Keras 3 on TensorFlow defers them to that trace when no distribution strategy is set
     (``Trainer._maybe_symbolic_build``), and a ``tf.function`` whose first trace creates
     variables is traced again: the whole step (forward pass, gradient, optimizer update) twice,
-    ~1.5-2 s of every model's first epoch on a 2-core machine (benchmarks/RESULTS.md, "The
-    second trace"). This is the build Keras itself runs first with a strategy; the variables
-    start at zero either way, so every number is the same (tests/test_train.py).
+    2 s of every model's first epoch on a 2-core machine (benchmarks/RESULTS.md, "Per-model
+    fixed costs"). This is the build Keras itself runs first with a strategy; the variables
+    start at zero either way and no random numbers are drawn, so every number is the same
+    (tests/test_train.py). A private Keras method: where it is missing or takes other
+    arguments, the step is traced twice as before and nothing else changes.
     """
     import keras
 
     symbolic = getattr(net, "_symbolic_build", None)
-    if symbolic is None:  # a Keras without it: the step is traced twice, nothing else changes
+    if symbolic is None:
         return
     y = (keras.KerasTensor((None, num_classes), "float32") if multi_label
          else keras.KerasTensor((None,), "int32"))
-    symbolic(data_batch=(keras.KerasTensor((None, None), "int32"), y))
+    try:
+        symbolic(data_batch=(keras.KerasTensor((None, None), "int32"), y))
+    except TypeError:
+        return
 
 
 def exact_steps_per_execution(steps_per_epoch: int | None, requested: int) -> int:

@@ -313,7 +313,8 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     history = pd.DataFrame(hist.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     history["seconds"] = progress.seconds[: len(history)]
-    best = int(history[tc.monitor].idxmax() if maximize else history[tc.monitor].idxmin())
+    # The epoch early stopping restored (it compares in float32; the history is float64)
+    best = stop.best_epoch
     probs = scores.probs[best]  # the restored best epoch's, as predicting again would give
     plain_ce = cross_entropies(y_val, probs)  # per text, to the one-hot labels
     at_best = epoch_scores(y_val, probs, float(plain_ce.mean()), tc.label_smoothing,
