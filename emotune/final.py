@@ -296,9 +296,8 @@ def fit_and_evaluate(config: Any, prepared: Prepared, embedding: Any, *,
     probs = predict_probs(result.model, prepared.test)
     val = {k: result.metrics[k] for k in ("val_accuracy", "val_loss", "val_macro_f1",
                                           "best_epoch", "epochs_run", "seconds", "params")}
-    if prepared.multi_label:  # fit scored it at train.threshold on the best epoch's weights
+    if prepared.multi_label:  # val micro-F1: fit's, at train.threshold on the best epoch
         val["val_micro_f1"] = result.metrics["val_micro_f1"]
-    if prepared.multi_label:
         test, val = evaluate_multi_label_model(config, prepared, result.val_probs, probs, val)
     else:
         test = evaluate_split(prepared.test.labels, probs, list(labels))
