@@ -42,6 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from emotune.config import build_config, override, parse_sets  # noqa: E402
 from emotune.progress import set_quiet  # noqa: E402
+from emotune.provenance import cpu_model, git_commit  # noqa: E402
 from emotune.train import load_inputs, train_stream  # noqa: E402
 
 
@@ -187,6 +188,11 @@ def main() -> int:
     ap.add_argument("--members", default="1,2,3")
     args = ap.parse_args()
     set_quiet(True)
+    commit, dirty = git_commit()
+    cpu, simd = cpu_model()
+    print(f"commit {commit[:7]}{'+dirty' if dirty else ''}; {cpu}, {simd}, "
+          f"{os.cpu_count()} cores; TF intra-op threads "
+          f"{os.environ.get('TF_NUM_INTRAOP_THREADS', 'default')}", flush=True)
     import keras
 
     from emotune.models import exact_steps_per_execution
