@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from emotune.analysis import load_study, recommend  # noqa: E402
-from emotune.provenance import cpu_model, git_commit  # noqa: E402
+from emotune.provenance import benchmark_header  # noqa: E402
 from emotune.space import CORE  # noqa: E402
 
 RUNS = {
@@ -70,10 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     extra = [*(["--sample", str(args.sample)] if args.sample else []),
              *(["--epochs", str(args.epochs)] if args.epochs else [])]
-    commit, dirty = git_commit()
-    cpu, simd = cpu_model()
-    print(f"commit {commit[:7]}{'+dirty' if dirty else ''}; {cpu}, {simd}, "
-          f"{os.cpu_count()} cores; {' '.join(extra) or 'all training rows'}", flush=True)
+    print(benchmark_header(' '.join(extra) or 'all training rows'), flush=True)
     rows = {}
     for name, project in (("plain", args.plain_project), ("defaults", args.defaults_project)):
         project.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Fused members: several seeds of one GRU configuration trained as one model, against the
 same seeds trained one after the other (#14: adopt only at >= 1.5x for 3 members).
 
-    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \\
+    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 \\
         .venv/bin/python benchmarks/bench_members.py --data ../shared/data/emotion
 
 A member axis M runs through the whole model: one GRU loop whose state is (M, batch, units),
@@ -18,15 +18,16 @@ Two ways to feed the members:
   of the M batches of a step (masked: the same numbers as unpadded); the padding costs time
   steps.
 
-The bound: Keras's GRU (emotune's model) on batches M times as large, the same number of them:
-the same data per step as M shared members, with one set of weights. A fused model of M members
-does at least that work per step, so M x (one model's epoch) / (this epoch) bounds what any
-fused version can gain.
+The bound: Keras's GRU (emotune's model) on batches of M x 32, the same number of them (drawn
+over as many epochs of the data as that takes): the same data per step as M shared members, with
+one set of weights. A fused model of M members does at least that work per step, so
+M x (one model's epoch) / (this epoch) bounds what any fused version can gain.
 
 Each row: the median seconds of epochs 2..N over ``--steps`` real training batches (length
 sorted within chunks as ``train.epoch_rows`` makes them), at the same batches per compiled call
-as emotune (``steps_per_execution``); Keras's GRU (emotune's model) for one member, and the
-fused model for M = 1, 2, 3. Speed-up = M x (one Keras model's epoch) / (the fused epoch).
+as emotune (``steps_per_execution``): Keras's GRU (emotune's model) for one member, the bound
+for M = 2, 3, and the fused model for M = 1, 2, 3 (shared and own batches).
+Speed-up = M x (one Keras model's epoch) / (the row's epoch).
 The fused layer is checked against Keras's GRU on the same weights first (largest difference).
 Run it with one thread per process, as ``--workers`` trains.
 """
@@ -34,6 +35,7 @@ Run it with one thread per process, as ``--workers`` trains.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -42,8 +44,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from emotune.config import build_config, override, parse_sets  # noqa: E402
 from emotune.progress import set_quiet  # noqa: E402
-from emotune.provenance import cpu_model, git_commit  # noqa: E402
-from emotune.train import load_inputs, train_stream  # noqa: E402
+from emotune.provenance import benchmark_header  # noqa: E402
+from emotune.train import load_inputs, steps_per_epoch, train_stream  # noqa: E402
 
 
 def member_gru_class():
@@ -60,6 +62,8 @@ def member_gru_class():
             self.supports_masking = True
 
         def build(self, shape):
+            # Initialisers see 3-D shapes, so their scales (and orthogonality) differ from one
+            # Keras GRU's per member: the same work per step, not the same numbers as emotune.
             m, u, e = self.members, self.units, shape[-1]
             self.kernel = self.add_weight((m, e, 3 * u), "glorot_uniform", name="kernel")
             self.recurrent = self.add_weight((m, u, 3 * u), "orthogonal", name="recurrent")
@@ -70,6 +74,8 @@ def member_gru_class():
             # time-major (T, M, batch, 3u): every step's input projection in one product
             xp = tf.einsum("bmte,meg->tmbg" if own else "bte,meg->tmbg", x, self.kernel)
             xp = xp + self.bias[None, :, 0, None, :]
+            if mask is None:
+                mask = tf.ones(tf.shape(x)[:-1], tf.bool)
             keep = tf.transpose(mask, [2, 1, 0] if own else [1, 0])  # (T, M, b) or (T, b)
             keep = keep[..., None] if own else keep[:, None, :, None]
             h0 = tf.zeros([self.members, tf.shape(x)[0], self.units], x.dtype)
@@ -146,15 +152,24 @@ def check_against_keras(embedding) -> float:
     return float(np.abs(np.asarray(got) - np.asarray(want)).max())
 
 
+def stream(prepared, batch_size: int, seed: int, steps: int):
+    """Exactly ``steps`` training batches of ``batch_size``, over as many epochs as that takes."""
+    epochs = math.ceil(steps / steps_per_epoch(len(prepared.train.labels), batch_size))
+    data = train_stream(prepared.train, batch_size, seed, epochs).take(steps)
+    assert int(data.cardinality()) == steps, (int(data.cardinality()), steps)
+    return data
+
+
 def batches(prepared, batch_size: int, seeds: list[int], steps: int, own: bool):
     """``steps`` training batches, cached: one seed's (shared) or each seed's own, stacked and
     padded to the longest (own)."""
     import tensorflow as tf
 
-    streams = [train_stream(prepared.train, batch_size, s, 1).take(steps) for s in seeds]
     if not own:
         m = len(seeds)
-        return streams[0].map(lambda x, y: (x, tf.tile(y[:, None], [1, m]))).cache()
+        one = stream(prepared, batch_size, seeds[0], steps)
+        return one.map(lambda x, y: (x, tf.tile(y[:, None], [1, m]))).cache()
+    streams = [stream(prepared, batch_size, s, steps) for s in seeds]
 
     def stack(*pairs):
         width = tf.reduce_max([tf.shape(x)[1] for x, _ in pairs])
@@ -187,12 +202,11 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--members", default="1,2,3")
     args = ap.parse_args()
+    if args.epochs < 2:
+        ap.error("--epochs must be at least 2: the first epoch traces and is not timed")
     set_quiet(True)
-    commit, dirty = git_commit()
-    cpu, simd = cpu_model()
-    print(f"commit {commit[:7]}{'+dirty' if dirty else ''}; {cpu}, {simd}, "
-          f"{os.cpu_count()} cores; TF intra-op threads "
-          f"{os.environ.get('TF_NUM_INTRAOP_THREADS', 'default')}", flush=True)
+    print(benchmark_header("TF intra-op threads "
+                           + os.environ.get("TF_NUM_INTRAOP_THREADS", "default")), flush=True)
     import keras
 
     from emotune.models import exact_steps_per_execution
@@ -208,8 +222,7 @@ def main() -> int:
     runs: dict[str, list[float]] = {}
     firsts: dict[str, list[float]] = {}
     seed = base.train.seed
-    keras_data = train_stream(prepared.train, base.train.batch_size, seed, 1).take(args.steps)
-    keras_data = keras_data.cache()
+    keras_data = stream(prepared, base.train.batch_size, seed, args.steps).cache()
     for _ in range(args.rounds):
         model = new_model(base, prepared, embedding)
         model.compile(optimizer=model.optimizer, loss=model.loss, steps_per_execution=spe)
@@ -222,8 +235,8 @@ def main() -> int:
                 model = new_model(wide, prepared, embedding)
                 model.compile(optimizer=model.optimizer, loss=model.loss,
                               steps_per_execution=spe)
-                data = train_stream(prepared.train, m * base.train.batch_size, seed, 1)
-                per, first = epochs_seconds(model, data.take(args.steps).cache(), args.epochs)
+                data = stream(prepared, m * base.train.batch_size, seed, args.steps).cache()
+                per, first = epochs_seconds(model, data, args.epochs)
                 runs.setdefault(f"{m} bound", []).append(per)
                 firsts.setdefault(f"{m} bound", []).append(first)
             for own in (False, True):
@@ -239,18 +252,19 @@ def main() -> int:
                 firsts.setdefault(key, []).append(first)
         print("round: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in runs.items()), flush=True)
     one = statistics.median(runs["keras"])
-    print(f"\n{args.steps} batches of {base.train.batch_size}, {spe} per call; median s per "
+    print(f"\n{args.steps} batches per epoch (of {base.train.batch_size}; the bounds' of "
+          f"M x {base.train.batch_size}), {spe} per call; median s per "
           f"epoch of epochs 2..{args.epochs} over {args.rounds} rounds")
-    print(f"{'model':<28} {'s/epoch':>8} {'first':>6}  speed-up over M Keras models")
-    print(f"{'Keras GRU, one member':<28} {one:8.2f} {statistics.median(firsts['keras']):6.1f}")
+    print(f"{'model':<34} {'s/epoch':>8} {'first':>6}  speed-up over M Keras models")
+    print(f"{'Keras GRU, one member':<34} {one:8.2f} {statistics.median(firsts['keras']):6.1f}")
     for key, v in runs.items():
         if key == "keras":
             continue
         m = int(key.split()[0])
         per = statistics.median(v)
         name = (f"Keras GRU, batch {m} x {base.train.batch_size}" if key.endswith("bound")
-                else f"fused, {key} batches")
-        print(f"{name:<28} {per:8.2f} "
+                else f"fused, {m} member{'s' * (m > 1)}, {key.split()[1]} batches")
+        print(f"{name:<34} {per:8.2f} "
               f"{statistics.median(firsts[key]):6.1f}  {m * one / per:4.2f}x", flush=True)
     return 0
 

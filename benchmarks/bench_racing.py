@@ -34,7 +34,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from emotune.analysis import LoadedStudy, load_study, recommend  # noqa: E402
-from emotune.provenance import cpu_model, git_commit  # noqa: E402
+from emotune.provenance import benchmark_header  # noqa: E402
 from emotune.space import CORE  # noqa: E402
 
 
@@ -107,10 +107,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     args = parser.parse_args()
-    commit, dirty = git_commit()
-    cpu, simd = cpu_model()
-    print(f"commit {commit[:7]}{'+dirty' if dirty else ''}; {cpu}, {simd}, "
-          f"{os.cpu_count()} cores")
+    print(benchmark_header(), flush=True)
     if args.study:
         compare(args.study)
     if args.run:

@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 from emotune.config import build_config, override, parse_sets  # noqa: E402
 from emotune.data import subsample  # noqa: E402
 from emotune.progress import set_quiet  # noqa: E402
-from emotune.provenance import cpu_model, git_commit  # noqa: E402
+from emotune.provenance import benchmark_header  # noqa: E402
 from emotune.train import fit, load_inputs  # noqa: E402
 
 CONFIGS = [{}, {"train.lr": 0.005}, {"train.batch_size": 64}, {"model.units": 64},
@@ -174,10 +174,7 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], dest="sets")
     args = ap.parse_args()
     set_quiet(True)
-    commit, dirty = git_commit()
-    cpu, simd = cpu_model()
-    print(f"commit {commit[:7]}{'+dirty' if dirty else ''}; {cpu}, {simd}, "
-          f"{os.cpu_count()} cores", flush=True)
+    print(benchmark_header(), flush=True)
     base = build_config(overrides=parse_sets([f"data.path={args.data}", *args.sets]))
     t0 = time.perf_counter()
     dataset, prepared, embedding = load_inputs(base)

@@ -10,6 +10,7 @@ SIMD level (AVX-512 against AVX2), so a result names both.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 import sys
@@ -47,11 +48,25 @@ def provenance() -> dict[str, Any]:
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def git_commit() -> tuple[str, bool | None]:
+def benchmark_header(*notes: str) -> str:
+    """The first line of a benchmark's output: commit (``+dirty`` when emotune's code or
+    ``benchmarks/`` has uncommitted changes), CPU model, SIMD level, cores, then ``notes``.
+
+    Example:
+        >>> benchmark_header("TF intra-op threads 1")  # doctest: +SKIP
+        'commit 40df9b7; AMD EPYC (family 26, model 2), AVX-512, 2 cores; TF intra-op threads 1'
+    """
+    commit, dirty = git_commit((*CODE, "benchmarks"))
+    cpu, simd = cpu_model()
+    return "; ".join([f"commit {commit[:7]}{'+dirty' if dirty else ''}",
+                      f"{cpu}, {simd}, {os.cpu_count()} cores", *notes])
+
+
+def git_commit(paths: tuple[str, ...] = CODE) -> tuple[str, bool | None]:
     """(commit, dirty) of the checkout emotune is imported from, dirty meaning uncommitted
-    changes to the code (``CODE``; results in reports/ and experiments/ do not count);
-    ("unknown", None) when it is not a git checkout (an installed wheel) or git is missing.
-    Asked each time: a long search may outlive a commit."""
+    changes under ``paths`` (the code, ``CODE``, by default: results in reports/ and
+    experiments/ do not count); ("unknown", None) when it is not a git checkout (an installed
+    wheel) or git is missing. Asked each time: a long search may outlive a commit."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
@@ -59,7 +74,7 @@ def git_commit() -> tuple[str, bool | None]:
         if head.returncode != 0:
             return "unknown", None
         status = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                 "--untracked-files=no", "--", *CODE], capture_output=True,
+                                 "--untracked-files=no", "--", *paths], capture_output=True,
                                 text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
