@@ -132,13 +132,16 @@ def should_prune(epoch: int, value: float, finished: list[list[float]], warmup: 
 def median_stopping(finished: list[list[float]] | Callable[[], list[list[float]]],
                     warmup: int, min_trials: int, n_val: int | None = None, z: float = 0.0,
                     *, objective: str = "val_accuracy", monitor: str = "val_loss",
-                    se: float | Callable[[], float | None] | None = None
-                    ) -> Callable[[int, dict], bool]:
+                    se: float | Callable[[], float | None] | None = None,
+                    epochs: int | None = None) -> Callable[[int, dict], bool]:
     """The per-epoch pruning hook of one trial: it follows the trial's ``objective`` at its
     best ``monitor`` epoch so far. ``finished`` is the finished trials' curves (signed:
     higher is better), or a function giving them as they are at each epoch (with several
     workers, trials finish while this one runs); ``se`` (or a function giving it) is the
-    objective's standard error where it is not an accuracy."""
+    objective's standard error where it is not an accuracy. ``epochs`` is the trial's last
+    epoch: it is never pruned there, since stopping then saves nothing and the trial has run
+    to the end (a complete result, not a lower bound). That happens when the bar appears
+    only late, a default finishing on another worker."""
     from emotune.scores import objective as find
     from emotune.scores import per_epoch
 
@@ -150,7 +153,7 @@ def median_stopping(finished: list[list[float]] | Callable[[], list[list[float]]
     def rule(epoch: int, logs: dict) -> bool:
         values.append(goal.signed(logs.get(column, math.nan)))
         monitored.append(logs.get(watch, math.nan))
-        if epoch < warmup:
+        if epoch < warmup or (epochs is not None and epoch >= epochs):
             return False
         value = reported_so_far(values, monitored, watch != "val_loss")[-1]
         curves = finished() if callable(finished) else finished

@@ -257,9 +257,8 @@ class EmotuneTuner(BaseTuner):
                 from emotune.tensorboard import EpochScalars
 
                 extra["callbacks"] = (EpochScalars(board),)
-            return self.hypermodel.fit(hp, model, seed=seed,
-                                       on_epoch=self._pruner() if prune else None, prefix="  ",
-                                       **extra)
+            hook = self._pruner(config.train.epochs) if prune else None
+            return self.hypermodel.fit(hp, model, seed=seed, on_epoch=hook, prefix="  ", **extra)
         except (TrainingError, ConfigError) as e:
             reason, cause = str(e), None
         except Exception as e:
@@ -271,7 +270,7 @@ class EmotuneTuner(BaseTuner):
         error = kt.errors.FatalError(reason) if cause else kt.errors.FailedTrialError(reason)
         raise error from cause
 
-    def _pruner(self) -> Callable[[int, dict], bool] | None:
+    def _pruner(self, epochs: int) -> Callable[[int, dict], bool] | None:
         if not self.study.prune or self.study.strategy == "hyperband":
             return None
         cfg = self.space.base.search
@@ -307,7 +306,8 @@ class EmotuneTuner(BaseTuner):
             return known["se"]
 
         return median_stopping(finished, cfg.prune_warmup, min_trials, self.n_val,
-                               cfg.prune_z, objective=goal, monitor=monitor, se=se)
+                               cfg.prune_z, objective=goal, monitor=monitor, se=se,
+                               epochs=epochs)
 
 
 REPORTED = ("val_accuracy", "val_loss", "val_macro_f1", "val_micro_f1", "best_epoch",

@@ -254,6 +254,28 @@ def test_pruning_finds_a_bar_that_finishes_while_the_trial_runs():
     assert len(asked) == 2
 
 
+def test_a_trial_is_never_pruned_at_its_last_epoch(tmp_path):
+    # Stopping then saves nothing, and the trial has its complete number, not a lower bound.
+    # (It happened when the bar, the default, finished on the other worker only late.)
+    from emotune.search import median_stopping
+
+    rule = median_stopping([[0.8, 0.9, 0.95]], warmup=2, min_trials=1, epochs=3)
+    assert [rule(e, {"val_accuracy": 0.1, "val_loss": 2.0}) for e in (1, 2, 3)] == [
+        False, True, False]
+    last = median_stopping([[0.8, 0.9, 0.95]], warmup=3, min_trials=1, epochs=3)
+    assert [last(e, {"val_accuracy": 0.1, "val_loss": 2.0}) for e in (1, 2, 3)] == [
+        False, False, False]
+    # a whole sweep whose warm-up reaches the last epoch (4): values below the default run to
+    # the end and are complete; with one epoch left to save, they are pruned at epoch 3
+    out = run(tmp_path / "late", study(["lr"], prune=True), FakeTrainer(),
+              sets=["prune_warmup=4", "prune_z=0"])
+    assert set(out.trials["status"]) == {"completed"} and (out.trials["epochs_run"] == 4).all()
+    out = run(tmp_path / "early", study(["lr"], prune=True), FakeTrainer(),
+              sets=["prune_warmup=3", "prune_z=0"])
+    pruned = out.trials[out.trials["status"] == "pruned"]
+    assert len(pruned) >= 2 and (pruned["epochs_run"] == 3).all()
+
+
 def test_pruning_is_noise_aware():
     # With z standard errors of margin (binomial, on n_val texts) a trial trailing the bar by
     # less than that goes on; by more, it stops.
@@ -296,7 +318,7 @@ def _pruned_by_hand(trials: pd.DataFrame, warmup: int, min_trials: int,
         final = FakeTrainer.score(row, 42)
         curve = [final * (0.5 + 0.5 * e / epochs) for e in range(1, epochs + 1)]
         outcome = ("completed", epochs)
-        for e in range(warmup, epochs + 1):
+        for e in range(warmup, epochs):  # never at the last epoch: nothing left to save
             bar = [c[e - 1] for c in done]
             if len(bar) >= min_trials and max(curve[:e]) < statistics.median(bar):
                 outcome = ("pruned", e)
