@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_racing.py --study runs/gru-all
     .venv/bin/python benchmarks/bench_racing.py --run [--sample 3000] [--epochs 4]
-        [--seeds 42 43 44]
+        [--seeds 42 43 44] [--keep DIR]
 
 ``--study DIR`` reads a finished racing study. Its first round (every value once, seed
 ``train.seed``) is exactly the one-seed study with the same flags: same trials, same seed, same
@@ -14,9 +14,11 @@ values got extra seeds, and whether the recommendation differs between the first
 (one seed, one-SE rule) and the whole study.
 
 ``--run`` trains, for each base seed (``--set train.seed=...``), one racing study of the six
-GRU sweeps on a stratified sample in a temporary folder, and prints the recommended
-configuration of each, so that "the same answer for three base seeds" is checked on the
-sample, and the cost ratio of each.
+GRU sweeps (default flags otherwise) on a stratified sample in a temporary folder, and prints
+the recommended configuration of each, so that "the same answer for three base seeds" is
+checked on the sample, and the cost ratio of each. ``--sample 0 --epochs 0`` runs the README's
+main job itself (all training rows, the configured epochs) for each base seed; ``--keep DIR``
+keeps each study as ``DIR/seed-N`` instead of deleting it.
 """
 
 from __future__ import annotations
@@ -79,14 +81,15 @@ def compare(path: Path) -> dict[str, object]:
             "recommended": {p: whole.values[p] for p in study.params}}
 
 
-def run(sample: int, epochs: int, seeds: list[int]) -> None:
+def run(sample: int, epochs: int, seeds: list[int], keep: Path | None = None) -> None:
     answers = []
     for seed in seeds:
         root = Path(tempfile.mkdtemp(prefix="bench-racing-"))
-        project = root / "gru-all"
+        project = keep / f"seed-{seed}" if keep else root / "gru-all"
         cmd = [sys.executable, "-m", "emotune", "search", "--model", "gru", "--param", "all",
-               "--repeats", "auto", "--sample", str(sample), "--epochs", str(epochs),
-               "--set", f"train.seed={seed}", "--project", str(project)]
+               "--repeats", "auto", "--set", f"train.seed={seed}", "--project", str(project)]
+        cmd += ["--sample", str(sample)] if sample else []
+        cmd += ["--epochs", str(epochs)] if epochs else []
         start = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         print(f"\nbase seed {seed}: {time.perf_counter() - start:.0f}s wall")
@@ -103,15 +106,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", type=Path, help="a finished `--repeats auto` study folder")
     parser.add_argument("--run", action="store_true", help="train racing studies on a sample")
-    parser.add_argument("--sample", type=int, default=3000)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--sample", type=int, default=3000, help="training rows; 0: all")
+    parser.add_argument("--epochs", type=int, default=4, help="0: the configured epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--keep", type=Path, help="keep each study as DIR/seed-N")
     args = parser.parse_args()
     print(benchmark_header(), flush=True)
     if args.study:
         compare(args.study)
     if args.run:
-        run(args.sample, args.epochs, args.seeds)
+        run(args.sample, args.epochs, args.seeds, args.keep)
     if not (args.study or args.run):
         parser.error("give --study DIR or --run")
 
