@@ -27,7 +27,9 @@ class EpochLog(keras.callbacks.Callback):
         steps: training steps per epoch (for the batch bar).
         prefix: put before every line (trials indent theirs).
         on_epoch: ``(epoch from 1, logs) -> bool`` after each epoch; True stops training
-            (a pruned trial: ``stopped_by_hook`` is then True).
+            (a pruned trial: ``stopped_by_hook`` is then True). Not asked after an epoch
+            where training stops anyway (early stopping, which must come before this callback,
+            or a NaN loss): the trial has then run to its end, and its number is complete.
     """
 
     def __init__(self, epochs: int, steps: int, prefix: str = "",
@@ -61,7 +63,9 @@ class EpochLog(keras.callbacks.Callback):
             f"val_loss {logs.get('val_loss', math.nan):.4f}  "
             f"val_acc {logs.get('val_accuracy', math.nan):.4f}  "
             f"val_f1 {logs.get('val_macro_f1', math.nan):.4f}  {self.seconds[-1]:.1f}s")
-        if self.on_epoch is not None and self.on_epoch(epoch + 1, logs):
+        if self.on_epoch is None or self.model.stop_training:
+            return
+        if self.on_epoch(epoch + 1, logs):
             self.stopped_by_hook = True
             self.model.stop_training = True
 

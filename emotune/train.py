@@ -301,7 +301,7 @@ def fit(config: Config, prepared: Prepared, embedding: Embedding, *, model: Any 
     with released_custom_gradients():
         hist = model.fit(train_stream(prepared.train, tc.batch_size, tc.seed, tc.epochs),
                          steps_per_epoch=steps, epochs=tc.epochs,
-                         callbacks=[scores, progress, stop, *callbacks], verbose=0,
+                         callbacks=[scores, stop, progress, *callbacks], verbose=0,
                          class_weight=class_weights(tc, prepared))
     seconds = time.perf_counter() - start
     if progress.nan_epoch is not None:

@@ -111,6 +111,30 @@ def test_fit_gives_the_best_epochs_validation_predictions_bit_for_bit(tiny_sets)
     np.testing.assert_array_equal(r.val_probs, predict_probs(r.model, prepared.val))
 
 
+def test_the_pruning_hook_is_not_asked_when_early_stopping_ends_the_run(tiny_sets):
+    # At the epoch where early stopping stops training the trial has run to its end: a bar that
+    # appears only then (the default finishing on another worker) must not call it pruned,
+    # which would turn its complete number into a lower bound. The output layer is flipped
+    # and learning stopped after epoch 1, so val loss rises and patience 1 stops at epoch 2.
+    import keras
+
+    class Flip(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                dense = self.model.get_layer("probs")
+                dense.set_weights([-w for w in dense.get_weights()])
+                self.model.optimizer.learning_rate.assign(0.0)
+
+    config = build_config(overrides=parse_sets(tiny_sets + ["epochs=5", "patience=1"]))
+    _, prepared, emb = load_inputs(config)
+    asked = []
+    r = fit(config, prepared, emb, callbacks=(Flip(),),
+            on_epoch=lambda epoch, logs: asked.append(epoch) or epoch >= 2)
+    assert (r.metrics["epochs_run"], asked, r.stopped_by_hook) == (2, [1], False)
+    r = fit(config, prepared, emb, on_epoch=lambda epoch, logs: True)  # a pruned trial
+    assert (r.metrics["epochs_run"], r.stopped_by_hook) == (1, True)
+
+
 def test_the_training_step_is_traced_once_with_the_same_numbers(tiny_sets):
     # Keras 3 creates the optimizer's and metrics' variables inside the first traced step when
     # they do not exist yet, and tf.function then traces the whole step again;
