@@ -5,20 +5,25 @@ KerasTuner's own distributed mode does the work: the chief process serves the or
 trains it and reports back. The supervisor here only starts the processes on 127.0.0.1 and a
 free port, gives each worker its share of the cores, and bounds every wait: a worker that dies
 is restarted with the same id, so the chief hands it the trial it was running (a dead worker
-otherwise leaves its trial RUNNING forever and the chief never exits); the chief gets a bounded
-time to exit after the last worker.
+otherwise leaves its trial RUNNING forever and the chief never exits); once the last worker has
+exited the chief is told so (``DONE_SIGNAL``) instead of waiting for KerasTuner's own check,
+which comes every 20 s, and gets a bounded time to exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from emotune.errors import EmotuneError
 from emotune.progress import log
@@ -27,6 +32,43 @@ PROCESS_MB = 1000  # a trial process peaks near 860 MB RSS (CALIBRATION.md), wit
 CHIEF_START_S = 120  # the chief imports TensorFlow and reads the data before it listens
 CHIEF_EXIT_S = 90  # KerasTuner's chief polls for its exit every 20 s
 MAX_RESTARTS = 3
+# Sent by the supervisor to its chief once every worker has exited: the study is over.
+DONE_SIGNAL = getattr(signal, "SIGUSR1", None)  # None on Windows: the chief's own poll
+
+
+class StudyDone(Exception):
+    """Raised in the chief's main thread by ``DONE_SIGNAL`` (``chief_stops_when_told``)."""
+
+
+@contextlib.contextmanager
+def chief_stops_when_told() -> Iterator[None]:
+    """Around a KerasTuner chief's ``tuner.search()``: ``DONE_SIGNAL`` ends it at once.
+
+    KerasTuner's chief, once a worker has been told to stop, looks only every 20 s whether
+    all of them have and no trial is running. A worker stopped by ``--budget`` never asks
+    again, so such a study waited the supervisor's 90 s (``CHIEF_EXIT_S``) after its last
+    trial; and KerasTuner's own oracles (Bayesian, random, Hyperband) stop a worker while
+    another still trains, 0-20 s more. (emotune's grid and racing oracles answer IDLE until
+    the last trial ends, so there both workers are told to stop together.) The supervisor sees
+    its workers exit and sends the signal; every trial has then ended and been saved by the
+    chief. Elsewhere (a worker, a single process) this does nothing; after the search a late
+    signal is ignored rather than ending the process.
+    """
+    if (DONE_SIGNAL is None or os.environ.get("KERASTUNER_TUNER_ID") != "chief"
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+
+    def done(signum: int, frame: Any) -> None:
+        raise StudyDone
+
+    signal.signal(DONE_SIGNAL, done)
+    try:
+        yield
+    except StudyDone:
+        log("every worker has exited: the study is done")
+    finally:
+        signal.signal(DONE_SIGNAL, signal.SIG_IGN)
 
 
 def cores_available() -> int:
@@ -192,6 +234,8 @@ def run_cluster(argv: Sequence[str], workers: int, chief_log: Path, *,
             if chief_code is not None and procs:
                 raise EmotuneError("the KerasTuner chief died; finished trials are kept — "
                                    "rerun the same command to resume")
+        if chief.poll() is None and DONE_SIGNAL is not None:
+            chief.send_signal(DONE_SIGNAL)  # every worker has exited (chief_stops_when_told)
         try:
             chief.wait(timeout=chief_exit_s)
         except subprocess.TimeoutExpired:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emotune.cluster import chief_stops_when_told
 from emotune.config import Config, flatten
 from emotune.errors import ConfigError, EmotuneError
 from emotune.progress import log
@@ -331,7 +332,8 @@ def _run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any,
     start = time.monotonic()
     spent = False
     try:
-        tuner.search()
+        with chief_stops_when_told():
+            tuner.search()
     except BudgetSpent:
         spent = True
     except FatalError as e:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -193,7 +195,10 @@ def test_a_worker_still_shutting_down_when_the_chief_exits_is_no_error(monkeypat
         def terminate(self):
             self.left = 0
 
-    made = []
+        def send_signal(self, sig):
+            signals.append((self.role, sig))
+
+    made, signals = [], []
 
     def popen(cmd, **kw):
         role = cmd[cmd.index("--role") + 1]
@@ -206,3 +211,84 @@ def test_a_worker_still_shutting_down_when_the_chief_exits_is_no_error(monkeypat
     result = cluster.run_cluster(["search"], 2, tmp_path / "chief.log", chief_exit_s=1)
     assert result.restarts == 0
     assert [p.role for p in made] == ["chief", "worker", "worker"]
+
+
+def test_the_chief_is_told_when_every_worker_has_exited(monkeypatch, tmp_path):
+    # The workers exit while the chief is still running (KerasTuner's chief would look again
+    # only in 20 s, or never when a budget stopped the workers): the supervisor signals it.
+    from emotune import cluster
+
+    class Fake:
+        def __init__(self, role):
+            self.role, self.code = role, None if role == "chief" else 0
+
+        def poll(self):
+            return self.code
+
+        def wait(self, timeout=None):
+            self.code = 0
+            return 0
+
+        def send_signal(self, sig):
+            signals.append((self.role, sig))
+
+        def terminate(self):
+            raise AssertionError("the chief exits when told; no terminate")
+
+    signals = []
+    monkeypatch.setattr(cluster.subprocess, "Popen",
+                        lambda cmd, **kw: Fake(cmd[cmd.index("--role") + 1]))
+    monkeypatch.setattr(cluster, "_listening", lambda port: True)
+    monkeypatch.setattr(cluster.time, "sleep", lambda s: None)
+    cluster.run_cluster(["search"], 2, tmp_path / "chief.log")
+    assert signals == [("chief", cluster.DONE_SIGNAL)]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 here")
+def test_the_done_signal_ends_a_chiefs_search_and_nothing_else(tmp_path):
+    # In a chief the signal ends what runs inside chief_stops_when_told (KerasTuner's serving
+    # loop) and the rest goes on; after it, a late signal is ignored, not the default (exit).
+    code = ("import time\n"
+            "from emotune.cluster import chief_stops_when_told\n"
+            "with chief_stops_when_told():\n"
+            "    print('serving', flush=True)\n"
+            "    time.sleep(120)\n"
+            "print('after', flush=True)\n"
+            "time.sleep(1)\n"
+            "print('still here', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "KERASTUNER_TUNER_ID": "chief"})
+    try:
+        assert proc.stdout.readline() == "serving\n"
+        proc.send_signal(signal.SIGUSR1)
+        assert proc.stdout.readline() == "after\n"
+        proc.send_signal(signal.SIGUSR1)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out == "still here\n", err
+    assert "every worker has exited: the study is done" in err
+    # not a chief (a worker, a single process): the context does nothing
+    from emotune.cluster import chief_stops_when_told
+
+    before = signal.getsignal(signal.SIGUSR1)
+    with chief_stops_when_told():
+        assert signal.getsignal(signal.SIGUSR1) == before
+    assert signal.getsignal(signal.SIGUSR1) == before
+
+
+@pytest.mark.slow
+def test_a_budget_stopped_study_with_workers_ends_when_its_workers_do(tiny_sets, tmp_path):
+    # Workers stopped by --budget never ask the chief again, so KerasTuner's chief would wait
+    # for them until the supervisor's limit (90 s) and be terminated; it is told instead.
+    project = tmp_path / "study"
+    proc = subprocess.run(
+        [sys.executable, "-m", "emotune", "search", "--param", "dropout", *_sets(tiny_sets),
+         "--project", str(project), "--workers", "2", "--budget", "1s"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "budget 1s spent" in proc.stdout
+    # the chief ended its search on the signal, not by the supervisor's terminate
+    assert "every worker has exited: the study is done" in (project / "chief.log").read_text()
