@@ -3,8 +3,8 @@ holds numbers (study.json, each trial's emotune.json, metrics.json, test_metrics
 seeds.json, bundle.json).
 
 The CPU matters as much as the commit: the same code and seed give identical numbers on the
-same CPU type, but a chaotic trial (a high learning rate) can round differently on another
-SIMD level (AVX-512 against AVX2), so a result names both.
+same CPU type, but a chaotic trial (a high learning rate) can round differently on another CPU
+model (an AMD Zen 3 with AVX2 against a Zen 5 with AVX-512, say), so a result names both.
 """
 
 from __future__ import annotations
