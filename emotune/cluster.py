@@ -59,15 +59,21 @@ def chief_stops_when_told() -> Iterator[None]:
         yield
         return
 
+    serving = [True]
+
     def done(signum: int, frame: Any) -> None:
-        raise StudyDone
+        signal.signal(DONE_SIGNAL, signal.SIG_IGN)  # once
+        if serving[0]:
+            raise StudyDone
 
     signal.signal(DONE_SIGNAL, done)
     try:
         yield
+        serving[0] = False
     except StudyDone:
-        log("every worker has exited: the study is done")
+        log("told that every worker has exited: the search ends here")
     finally:
+        serving[0] = False
         signal.signal(DONE_SIGNAL, signal.SIG_IGN)
 
 

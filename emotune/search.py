@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emotune.cluster import chief_stops_when_told
+from emotune.cluster import StudyDone, chief_stops_when_told
 from emotune.config import Config, flatten
 from emotune.errors import ConfigError, EmotuneError
 from emotune.progress import log
@@ -334,6 +334,8 @@ def _run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any,
     try:
         with chief_stops_when_told():
             tuner.search()
+    except StudyDone:
+        pass  # the signal came as the search ended by itself: the same end
     except BudgetSpent:
         spent = True
     except FatalError as e:

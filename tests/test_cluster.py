@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pandas as pd
 import pytest
@@ -241,7 +242,8 @@ def test_the_chief_is_told_when_every_worker_has_exited(monkeypatch, tmp_path):
     monkeypatch.setattr(cluster, "_listening", lambda port: True)
     monkeypatch.setattr(cluster.time, "sleep", lambda s: None)
     cluster.run_cluster(["search"], 2, tmp_path / "chief.log")
-    assert signals == [("chief", cluster.DONE_SIGNAL)]
+    # (no signal where there is none, on Windows: the chief's own check, then the time limit)
+    assert signals == ([("chief", cluster.DONE_SIGNAL)] if cluster.DONE_SIGNAL else [])
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 here")
@@ -259,6 +261,8 @@ def test_the_done_signal_ends_a_chiefs_search_and_nothing_else(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "KERASTUNER_TUNER_ID": "chief"})
+    watchdog = threading.Timer(120, proc.kill)  # a stalled child fails the test, not hangs it
+    watchdog.start()
     try:
         assert proc.stdout.readline() == "serving\n"
         proc.send_signal(signal.SIGUSR1)
@@ -266,10 +270,11 @@ def test_the_done_signal_ends_a_chiefs_search_and_nothing_else(tmp_path):
         proc.send_signal(signal.SIGUSR1)
         out, err = proc.communicate(timeout=60)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and out == "still here\n", err
-    assert "every worker has exited: the study is done" in err
+    assert "told that every worker has exited: the search ends here" in err
     # not a chief (a worker, a single process): the context does nothing
     from emotune.cluster import chief_stops_when_told
 
@@ -291,4 +296,5 @@ def test_a_budget_stopped_study_with_workers_ends_when_its_workers_do(tiny_sets,
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "budget 1s spent" in proc.stdout
     # the chief ended its search on the signal, not by the supervisor's terminate
-    assert "every worker has exited: the study is done" in (project / "chief.log").read_text()
+    log = (project / "chief.log").read_text()
+    assert "told that every worker has exited: the search ends here" in log
