@@ -84,8 +84,8 @@ def compare(path: Path) -> dict[str, object]:
 def run(sample: int, epochs: int, seeds: list[int], keep: Path | None = None) -> None:
     answers = []
     for seed in seeds:
-        root = Path(tempfile.mkdtemp(prefix="bench-racing-"))
-        project = keep / f"seed-{seed}" if keep else root / "gru-all"
+        root = None if keep else Path(tempfile.mkdtemp(prefix="bench-racing-"))
+        project = root / "gru-all" if root else keep / f"seed-{seed}"
         cmd = [sys.executable, "-m", "emotune", "search", "--model", "gru", "--param", "all",
                "--repeats", "auto", "--set", f"train.seed={seed}", "--project", str(project)]
         cmd += ["--sample", str(sample)] if sample else []
@@ -94,7 +94,8 @@ def run(sample: int, epochs: int, seeds: list[int], keep: Path | None = None) ->
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         print(f"\nbase seed {seed}: {time.perf_counter() - start:.0f}s wall")
         answers.append(compare(project)["recommended"])
-        shutil.rmtree(root, ignore_errors=True)
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
     same = all(a == answers[0] for a in answers)
     print(f"\nrecommended configuration for base seeds {seeds}: "
           f"{'the same' if same else 'NOT the same'}")

@@ -88,14 +88,10 @@ def test_fit_learns_is_deterministic_and_restores_the_best_epoch(tiny_fit):
     assert a.metrics["epochs_run"] == len(a.history) <= 8
 
 
-def test_fit_gives_the_best_epochs_validation_predictions_bit_for_bit(tiny_sets):
-    # fit scores the restored best epoch from ValidationScores' pass of that epoch instead of
-    # predicting validation again: the two must be the same numbers. Once the first epoch
-    # is scored, the output layer's sign is flipped and learning stops, so the first epoch
-    # stays the best and the restored weights are not the last epoch's.
+def flip_after_first_epoch():
+    """A callback that, once the first epoch is scored, flips the output layer's sign and
+    stops learning: the first epoch stays the best, and val loss rises after it."""
     import keras
-
-    from emotune.train import predict_probs
 
     class Flip(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -104,9 +100,19 @@ def test_fit_gives_the_best_epochs_validation_predictions_bit_for_bit(tiny_sets)
                 dense.set_weights([-w for w in dense.get_weights()])
                 self.model.optimizer.learning_rate.assign(0.0)
 
+    return Flip()
+
+
+def test_fit_gives_the_best_epochs_validation_predictions_bit_for_bit(tiny_sets):
+    # fit scores the restored best epoch from ValidationScores' pass of that epoch instead of
+    # predicting validation again: the two must be the same numbers. Once the first epoch
+    # is scored, the output layer's sign is flipped and learning stops, so the first epoch
+    # stays the best and the restored weights are not the last epoch's.
+    from emotune.train import predict_probs
+
     config = build_config(overrides=parse_sets(tiny_sets + ["epochs=3", "patience=5"]))
     _, prepared, emb = load_inputs(config)
-    r = fit(config, prepared, emb, callbacks=(Flip(),))
+    r = fit(config, prepared, emb, callbacks=(flip_after_first_epoch(),))
     assert (r.metrics["best_epoch"], r.metrics["epochs_run"]) == (1, 3)
     np.testing.assert_array_equal(r.val_probs, predict_probs(r.model, prepared.val))
 
@@ -116,19 +122,10 @@ def test_the_pruning_hook_is_not_asked_when_early_stopping_ends_the_run(tiny_set
     # appears only then (the default finishing on another worker) must not call it pruned,
     # which would turn its complete number into a lower bound. The output layer is flipped
     # and learning stopped after epoch 1, so val loss rises and patience 1 stops at epoch 2.
-    import keras
-
-    class Flip(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                dense = self.model.get_layer("probs")
-                dense.set_weights([-w for w in dense.get_weights()])
-                self.model.optimizer.learning_rate.assign(0.0)
-
     config = build_config(overrides=parse_sets(tiny_sets + ["epochs=5", "patience=1"]))
     _, prepared, emb = load_inputs(config)
     asked = []
-    r = fit(config, prepared, emb, callbacks=(Flip(),),
+    r = fit(config, prepared, emb, callbacks=(flip_after_first_epoch(),),
             on_epoch=lambda epoch, logs: asked.append(epoch) or epoch >= 2)
     assert (r.metrics["epochs_run"], asked, r.stopped_by_hook) == (2, [1], False)
     r = fit(config, prepared, emb, on_epoch=lambda epoch, logs: True)  # a pruned trial
