@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --steps
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --fixed
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --onednn
+    .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --parallel
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --scores
     .venv/bin/python benchmarks/bench_levers.py --data ../shared/data/emotion --trace [--rounds 3]
 
@@ -36,6 +37,12 @@ with whether it equals ``TrainResult.val_probs``.
 
 ``--onednn`` runs the default GRU in child processes with one thread (as a ``--workers``
 process runs), ``TF_ENABLE_ONEDNN_OPTS`` 1 and 0 alternating (tensorflow#56350), each twice.
+
+``--parallel`` prices the thread settings of trial processes: the default GRU trained by N child
+processes at once, each with its own TensorFlow thread settings (today's ``--workers 2``: one
+intra-op and one inter-op thread each), against one two-thread process (``--workers 1``),
+settings alternating, ``--rounds`` rounds. It prints each child's seconds per epoch and the
+epochs per second of all of them together: a study's throughput.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from emotune.config import build_config, override, parse_sets  # noqa: E402
 from emotune.progress import set_quiet  # noqa: E402
+from emotune.provenance import benchmark_header  # noqa: E402
 from emotune.train import fit, load_inputs, steps_per_epoch  # noqa: E402
 
 LEVERS = [
@@ -269,6 +277,40 @@ def onednn(args) -> int:
     return 0
 
 
+# (name, processes, environment): today's one process, today's workers, and the alternatives
+PARALLEL = [
+    ("1 process, 2 threads (--workers 1)", 1, {}),
+    ("2 processes, intra 1, inter 1 (--workers 2)", 2,
+     {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}),
+    ("2 processes, intra 1, inter 2", 2,
+     {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2", "OMP_NUM_THREADS": "1"}),
+    ("2 processes, intra 2, inter 2", 2,
+     {"TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2", "OMP_NUM_THREADS": "2"}),
+    ("3 processes, intra 1, inter 1", 3,
+     {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}),
+]
+
+
+def parallel(args) -> int:
+    """Epochs per second of N child processes training the default GRU at once."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--data", args.data, "--epochs", str(args.epochs),
+           "--parallel", "--child"]
+    for r in range(args.rounds):
+        for name, n, threads in PARALLEL:
+            children = [subprocess.Popen(cmd, env={**os.environ, **threads},
+                                         stdout=subprocess.PIPE, text=True) for _ in range(n)]
+            lines = [c.communicate()[0].strip().splitlines()[-1] for c in children]
+            if any(c.returncode for c in children):
+                print(f"{name}: a child failed", flush=True)
+                return 1
+            seconds = [float(line.split()[0]) for line in lines]
+            print(f"round {r + 1}, {name:<44} {sum(1 / s for s in seconds):.3f} epochs/s; "
+                  + " | ".join(lines), flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
@@ -278,22 +320,28 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--fixed", action="store_true", help="GRU against no RNN, 1 and 10 per call")
     ap.add_argument("--onednn", action="store_true", help="one thread, oneDNN on and off")
+    ap.add_argument("--parallel", action="store_true",
+                    help="epochs per second of 1-3 trial processes at once, by thread settings")
     ap.add_argument("--scores", action="store_true",
                     help="per-epoch validation scores against Keras's validation")
     ap.add_argument("--trace", action="store_true",
                     help="variables built before fit against inside the first traced step")
     ap.add_argument("--rounds", type=int, default=2,
-                    help="--scores, --trace: alternating pairs of fits (--scores 0: the "
-                         "validation pass alone)")
+                    help="--scores, --trace, --parallel: alternating pairs of fits or rounds "
+                         "(--scores 0: the validation pass alone)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not args.child:
+        print(benchmark_header(), flush=True)
     if args.onednn and not args.child:
         return onednn(args)  # the children train
+    if args.parallel and not args.child:
+        return parallel(args)
     set_quiet(True)
     base = build_config(overrides=parse_sets([f"data.path={args.data}",
                                               f"epochs={args.epochs}", "patience=100"]))
     _, prepared, embedding = load_inputs(base)
-    if args.child:  # one --onednn run: the default GRU, in this process's thread settings
+    if args.child:  # one --onednn or --parallel run: the default GRU, this process's threads
         per_epoch, first, acc = epoch_seconds(base, prepared, embedding)
         print(f"{per_epoch:.2f} s per epoch, first {first:.1f} s, val acc after "
               f"{args.epochs} epochs {acc:.4f}")
