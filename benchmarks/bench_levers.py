@@ -299,12 +299,15 @@ def parallel(args) -> int:
            "--parallel", "--child"]
     for r in range(args.rounds):
         for name, n, threads in PARALLEL:
-            children = [subprocess.Popen(cmd, env={**os.environ, **threads},
-                                         stdout=subprocess.PIPE, text=True) for _ in range(n)]
-            lines = [c.communicate()[0].strip().splitlines()[-1] for c in children]
-            if any(c.returncode for c in children):
-                print(f"{name}: a child failed", flush=True)
-                return 1
+            children = [subprocess.Popen(cmd, env={**os.environ, **threads}, text=True,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                        for _ in range(n)]
+            outs = [c.communicate() for c in children]  # stderr: TensorFlow's start-up lines
+            for c, (_, err) in zip(children, outs):
+                if c.returncode:
+                    print(f"{name}: a child failed:\n{err}", flush=True)
+                    return 1
+            lines = [out.strip().splitlines()[-1] for out, _ in outs]
             seconds = [float(line.split()[0]) for line in lines]
             print(f"round {r + 1}, {name:<44} {sum(1 / s for s in seconds):.3f} epochs/s; "
                   + " | ".join(lines), flush=True)

@@ -270,8 +270,9 @@ def run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any =
         budget_s: start no new trial after this many seconds.
         trainer, builder: replace training and model building (tests fake them).
         lock: hold the project's lock (``results.study_lock``) so that a second search into it
-            is refused. The chief and workers of ``--workers`` pass False: their supervisor
-            holds it.
+            is refused, and say so when the study is resumed. The chief and workers of
+            ``--workers`` pass False: their supervisor holds it and says it (a worker that
+            starts after the other has finished a trial would call a fresh study resumed).
         tensorboard: also write TensorBoard event files into ``project/tensorboard``
             (``emotune.tensorboard``: the HParams dashboard and every epoch's scalars).
 
@@ -292,13 +293,14 @@ def run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any =
     with hold:
         return _run_search(study, config, prepared, embedding, project=project,
                            overwrite=overwrite, keep_models=keep_models, budget_s=budget_s,
-                           trainer=trainer, builder=builder, tensorboard=tensorboard)
+                           trainer=trainer, builder=builder, tensorboard=tensorboard,
+                           owner=lock)
 
 
 def _run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any, *,
                 project: Path, overwrite: bool, keep_models: bool, budget_s: float | None,
                 trainer: Trainer | None, builder: Builder | None,
-                tensorboard: bool = False) -> SearchOutcome:
+                tensorboard: bool = False, owner: bool = True) -> SearchOutcome:
     from keras_tuner.errors import FatalError
 
     from emotune.tuner import BudgetSpent, EmotuneHyperModel, EmotuneTuner, make_oracle
@@ -327,7 +329,7 @@ def _run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any,
                          budget_s=budget_s, tensorboard=tensorboard)
     tuner.oracle.verbose = 0
     done_before = len(load_trials(project)) if (project / KT_DIR).is_dir() else 0
-    if done_before:
+    if done_before and owner:
         log(f"resuming {project}: {done_before} trials on disk")
     start = time.monotonic()
     spent = False

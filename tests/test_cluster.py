@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +75,12 @@ def test_workers_auto_runs_a_chief_and_workers_unless_told_otherwise(tiny_sets, 
     capsys.readouterr()
     assert main([*argv[:2], "lr", *argv[3:]]) == 1 and len(calls) == 2
     assert "holds a different study" in capsys.readouterr().err
+    # trials on disk now: the supervisor says the study resumes (its chief and workers do not)
+    capsys.readouterr()
+    monkeypatch.setattr(search_mod, "check_resumable", lambda *a: None)  # FakePrepared's data
+    assert main([*argv, "--workers", "2"]) == 0 and len(calls) == 3
+    assert re.search(rf"resuming {re.escape(str(project))}: \d+ trials on disk",
+                     capsys.readouterr().err)
 
 
 def test_worker_env_points_at_the_chief_and_limits_threads():
@@ -103,6 +110,7 @@ def test_two_workers_share_a_sweep_and_train_each_value_once(tiny_sets, tmp_path
     owners = {json.loads((d / "emotune.json").read_text())["tuner_id"] for d in trial_dirs}
     assert owners == {"tuner0", "tuner1"}  # both workers trained
     assert proc.stderr.count("trial ") >= 5  # their progress reached this terminal
+    assert "resuming" not in proc.stderr  # a fresh study, whichever worker started last
     assert (project / "chief.log").is_file()
 
 

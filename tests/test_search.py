@@ -152,6 +152,19 @@ def test_resume_after_a_kill_never_retrains_finished_trials(tmp_path):
     assert third.calls == []
 
 
+def test_only_the_process_that_owns_the_study_says_it_resumes(tmp_path, capsys):
+    from emotune.progress import set_quiet
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, study(["optimizer"]), FakeTrainer(interrupt_at=2))  # 1 trial finished
+    set_quiet(False)  # the autouse fixture silences the log; it sets it back after the test
+    capsys.readouterr()
+    run(tmp_path, study(["optimizer"]), FakeTrainer(), lock=False)  # a --workers process
+    assert "resuming" not in capsys.readouterr().err  # its supervisor says it, or nobody
+    run(tmp_path, study(["optimizer"]), FakeTrainer())
+    assert f"resuming {tmp_path / 'study'}: 3 trials on disk" in capsys.readouterr().err
+
+
 def test_overwrite_starts_over_and_other_settings_are_refused(tmp_path):
     run(tmp_path, study(["optimizer"]), FakeTrainer())
     with pytest.raises(EmotuneError, match="holds a different study .*units"):

@@ -284,6 +284,7 @@ class Search(Command):
                       project: Path, workers: int, checksum: str) -> int:
         """Re-run this command as a KerasTuner chief and workers (see emotune.cluster)."""
         from emotune.cluster import run_cluster
+        from emotune.progress import log
         from emotune.results import clear_project, load_trials, study_lock
         from emotune.search import check_resumable, parse_budget
 
@@ -303,6 +304,8 @@ class Search(Command):
             else:  # a different study in the folder: one line here, not a chief's failure
                 check_resumable(project, study, config, checksum)
             before = len(load_trials(project)) if (project / "kt").is_dir() else 0
+            if before:  # said here: the chief and workers see a fresh study's trials too
+                log(f"resuming {project}: {before} trials on disk")
             result = run_cluster(argv, workers, project / "chief.log")
         frame = load_trials(project)
         # each worker stops starting trials when the budget is spent; the wall time says so
