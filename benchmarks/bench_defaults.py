@@ -2,14 +2,16 @@
 
     EMOTUNE_DATA=../shared/data/emotion .venv/bin/python benchmarks/bench_defaults.py \
         [--sample N] [--epochs E] [--plain-project DIR] [--defaults-project DIR] \
-        [--compare-with DIR ...]
+        [--repeats auto [auto:2 ...]] [--compare-with DIR ...]
 
 Trains, one after the other on this machine, the six GRU sweeps twice:
 
 - plain: ``emotune search --model gru --param all --repeats 1 --workers 1 --no-prune`` (the
   one-seed study as the README ran it before pruning and workers were the default);
 - defaults: ``emotune search --model gru --param all --repeats auto`` (the README's main job:
-  racing seeds, ``--workers auto``, pruning).
+  racing seeds, ``--workers auto``, pruning). With ``--repeats auto auto:2`` the defaults study
+  runs once per setting, one after the other (``auto:2``: a value gets at most 2 seeds, not 3),
+  each into ``DIR-<setting>``.
 
 Prints each one's wall seconds, trials and epochs, the ratio, and the recommended configuration
 (one-standard-error rule) of each and of every ``--compare-with`` study (e.g. the same racing
@@ -32,15 +34,12 @@ from emotune.analysis import load_study, recommend  # noqa: E402
 from emotune.provenance import benchmark_header  # noqa: E402
 from emotune.space import CORE  # noqa: E402
 
-RUNS = {
-    "plain": ["--repeats", "1", "--workers", "1", "--no-prune"],
-    "defaults": ["--repeats", "auto"],
-}
+PLAIN = ["--repeats", "1", "--workers", "1", "--no-prune"]
 
 
-def train(name: str, project: Path, extra: list[str]) -> float:
+def train(name: str, flags: list[str], project: Path, extra: list[str]) -> float:
     cmd = [sys.executable, "-m", "emotune", "search", "--model", "gru", "--param", "all",
-           *RUNS[name], *extra, "--project", str(project), "--overwrite"]
+           *flags, *extra, "--project", str(project), "--overwrite"]
     print(f"{name}: {' '.join(cmd[2:])}", flush=True)
     start = time.perf_counter()
     with open(project.parent / f"{project.name}.log", "w") as log:
@@ -65,16 +64,25 @@ def main() -> None:
     parser.add_argument("--plain-project", type=Path, default=Path("runs/bench-plain"))
     parser.add_argument("--defaults-project", type=Path,
                         default=Path("runs/bench-defaults"))
+    parser.add_argument("--repeats", nargs="+", default=["auto"],
+                        help="the defaults study's --repeats, one study each (default: auto)")
     parser.add_argument("--compare-with", type=Path, nargs="*", default=[],
                         help="finished studies whose recommendation to set beside these")
     args = parser.parse_args()
     extra = [*(["--sample", str(args.sample)] if args.sample else []),
              *(["--epochs", str(args.epochs)] if args.epochs else [])]
     print(benchmark_header(' '.join(extra) or 'all training rows'), flush=True)
+    runs = [("plain", PLAIN, args.plain_project)]
+    for repeats in args.repeats:
+        project = args.defaults_project
+        if len(args.repeats) > 1:
+            project = project.with_name(f"{project.name}-{repeats.replace(':', '')}")
+        name = "defaults" if repeats == "auto" else f"defaults, --repeats {repeats}"
+        runs.append((name, ["--repeats", repeats], project))
     rows = {}
-    for name, project in (("plain", args.plain_project), ("defaults", args.defaults_project)):
+    for name, flags, project in runs:
         project.parent.mkdir(parents=True, exist_ok=True)
-        seconds = train(name, project, extra)
+        seconds = train(name, flags, project, extra)
         rows[name] = {"seconds": seconds, **summary(project)}
     for path in args.compare_with:
         rows[str(path)] = {"seconds": float("nan"), **summary(path)}
@@ -82,18 +90,22 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<34}{r['seconds']:>8.0f}{r['trials']:>8}{r['pruned']:>8}"
               f"{r['epochs']:>8.0f}")
-    p, d = rows["plain"], rows["defaults"]
-    print(f"\ndefaults / plain: x{d['seconds'] / p['seconds']:.2f} wall seconds "
-          f"({'no slower' if d['seconds'] <= p['seconds'] else 'SLOWER'}), "
-          f"x{d['epochs'] / p['epochs']:.2f} epochs")
+    p = rows["plain"]
+    print()
+    for name, _, _ in runs[1:]:
+        d = rows[name]
+        print(f"{name} / plain: x{d['seconds'] / p['seconds']:.2f} wall seconds "
+              f"({'no slower' if d['seconds'] <= p['seconds'] else 'SLOWER'}), "
+              f"x{d['epochs'] / p['epochs']:.2f} epochs")
     print("\nrecommended (one-SE rule):")
     for name, r in rows.items():
         print(f"  {name:<32} {r['recommended']}")
-    base = rows["defaults"]["recommended"]
+    first = runs[1][0]
+    base = rows[first]["recommended"]
     for name, r in rows.items():
-        if name != "defaults":
+        if name != first:
             diff = {k: (v, base[k]) for k, v in r["recommended"].items() if v != base[k]}
-            print(f"defaults vs {name}: " + ("the same" if not diff else "differs in " + ", ".join(
+            print(f"{first} vs {name}: " + ("the same" if not diff else "differs in " + ", ".join(
                 f"{k}: {a} -> {b}" for k, (a, b) in diff.items())))
 
 
