@@ -11,7 +11,7 @@ Trains, one after the other on this machine, the six GRU sweeps twice:
 - defaults: ``emotune search --model gru --param all --repeats auto`` (the README's main job:
   racing seeds, ``--workers auto``, pruning). With ``--repeats auto auto:2`` the defaults study
   runs once per setting, one after the other (``auto:2``: a value gets at most 2 seeds, not 3),
-  each into ``DIR-<setting>``.
+  each into ``DIR-<setting without the colon>`` (``runs/bench-defaults-auto2``).
 
 Prints each one's wall seconds, trials and epochs, the ratio, and the recommended configuration
 (one-standard-error rule) of each and of every ``--compare-with`` study (e.g. the same racing
@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--compare-with", type=Path, nargs="*", default=[],
                         help="finished studies whose recommendation to set beside these")
     args = parser.parse_args()
+    if len(set(args.repeats)) != len(args.repeats):
+        parser.error(f"--repeats names a setting twice: {' '.join(args.repeats)}")
     extra = [*(["--sample", str(args.sample)] if args.sample else []),
              *(["--epochs", str(args.epochs)] if args.epochs else [])]
     print(benchmark_header(' '.join(extra) or 'all training rows'), flush=True)

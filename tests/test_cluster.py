@@ -76,11 +76,35 @@ def test_workers_auto_runs_a_chief_and_workers_unless_told_otherwise(tiny_sets, 
     assert main([*argv[:2], "lr", *argv[3:]]) == 1 and len(calls) == 2
     assert "holds a different study" in capsys.readouterr().err
     # trials on disk now: the supervisor says the study resumes (its chief and workers do not)
-    capsys.readouterr()
     monkeypatch.setattr(search_mod, "check_resumable", lambda *a: None)  # FakePrepared's data
     assert main([*argv, "--workers", "2"]) == 0 and len(calls) == 3
     assert re.search(rf"resuming {re.escape(str(project))}: \d+ trials on disk",
                      capsys.readouterr().err)
+
+
+def test_a_standalone_chief_owns_its_study_and_its_workers_do_not(tiny_sets, tmp_path,
+                                                                  monkeypatch):
+    """`emotune chief` holds the study's lock (and says when it resumes); `emotune worker`
+    does neither: its chief does."""
+    import emotune.cluster as cluster
+    import emotune.search as search_mod
+    from emotune.cli import main
+    from emotune.errors import EmotuneError
+
+    lock = {}
+
+    def record(study, config, prepared, embedding=None, **kw):
+        lock[os.environ["KERASTUNER_TUNER_ID"]] = kw["lock"]
+        raise EmotuneError("recorded")  # no chief is served, no trial is trained
+
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.setenv(name, "")  # the commands set them; restored after the test
+    monkeypatch.setattr(search_mod, "run_search", record)
+    monkeypatch.setattr(cluster, "wait_for", lambda *a: True)
+    study = ["--param", "dropout", *_sets(tiny_sets), "--project", str(tmp_path / "study")]
+    assert main(["chief", *study, "--port", "8123"]) == 1
+    assert main(["worker", *study, "--chief", "127.0.0.1:8123", "--id", "w1"]) == 1
+    assert lock == {"chief": True, "w1": False}
 
 
 def test_worker_env_points_at_the_chief_and_limits_threads():
@@ -110,7 +134,9 @@ def test_two_workers_share_a_sweep_and_train_each_value_once(tiny_sets, tmp_path
     owners = {json.loads((d / "emotune.json").read_text())["tuner_id"] for d in trial_dirs}
     assert owners == {"tuner0", "tuner1"}  # both workers trained
     assert proc.stderr.count("trial ") >= 5  # their progress reached this terminal
-    assert "resuming" not in proc.stderr  # a fresh study, whichever worker started last
+    # a fresh study, whichever worker started last (a smoke check: it could only fail when
+    # one worker starts after the other has finished a trial; test_search checks the rule)
+    assert "resuming" not in proc.stderr
     assert (project / "chief.log").is_file()
 
 

@@ -249,8 +249,8 @@ class Search(Command):
                  f", {study.repeats} seeds each" if study.repeats > 1 else "")
         log(f"study {project}: {study.describe()}; {len(prepared.train.labels)} training rows"
             f"{seeds}")
-        # The supervisor of --workers holds the study's lock; so does `emotune chief`, for its
-        # workers (`emotune worker` may run on the chief's machine too).
+        # The supervisor of --workers holds the study's lock, and says when it resumes; so does
+        # `emotune chief`, for its workers (`emotune worker` may run on the chief's machine too).
         outcome = run_search(study, config, prepared, embedding, project=project,
                              overwrite=getattr(args, "overwrite", False) and not supervised,
                              keep_models=args.keep_models, budget_s=budget_s,
