@@ -13,6 +13,7 @@ import contextlib
 import io
 import itertools
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,6 +107,10 @@ class EmotuneTuner(BaseTuner):
         self._curves: list[list[float]] | None = None  # finished trials', for pruning
         self._last_model: Any = None
         self._asked = self._began = False  # for the idle wait in pre_create_trial
+        # A worker's lines name their trial: with --workers, two trials' epochs interleave on
+        # one terminal.
+        self._worker = os.environ.get("KERASTUNER_TUNER_ID") not in (None, "chief")
+        self._indent = "  "  # before a trial's lines; set per trial in on_trial_begin
         with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..."
             super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(project),
                              project_name=results.KT_DIR, overwrite=False)
@@ -145,6 +150,7 @@ class EmotuneTuner(BaseTuner):
         # a racing study numbers its seeds among the first round's trials: no "24/19"
         of = f"/{total}" if total and not self.study.racing else ""
         log(f"trial {n}{of}: {what}")
+        self._indent = f"  [trial {n}] " if self._worker else "  "
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any
                   ) -> dict[str, float]:
@@ -157,7 +163,7 @@ class EmotuneTuner(BaseTuner):
                 earlier.get("hyperparameters") == values:
             # Trained to the end before the search died, but before KerasTuner recorded the
             # trial's end: its numbers stand (its model was not kept).
-            log("  trained before the interruption; its recorded numbers are kept")
+            log(f"{self._indent}trained before the interruption; its recorded numbers are kept")
             return _mean_metrics(earlier["runs"], earlier["status"] == "pruned")
         record: dict[str, Any] = {
             "status": "running", "reason": "", "hyperparameters": values,
@@ -224,8 +230,8 @@ class EmotuneTuner(BaseTuner):
         best = None if complete.empty else self._best(complete)
         so_far = "no trial ran to the end yet" if best is None else (
             f"best so far {best[name]:.4f} (trial {best['trial_id']})")
-        log(f"  {self.goal.label} {row[name]:.4f}{pruned} in {row['seconds']:.0f}s; {so_far}, "
-            f"{len(done)} trials done")
+        log(f"{self._indent}{self.goal.label} {row[name]:.4f}{pruned} in {row['seconds']:.0f}s; "
+            f"{so_far}, {len(done)} trials done")
         model, self._last_model = self._last_model, None
         if model is None:
             return
@@ -258,7 +264,8 @@ class EmotuneTuner(BaseTuner):
 
                 extra["callbacks"] = (EpochScalars(board),)
             hook = self._pruner(config.train.epochs) if prune else None
-            return self.hypermodel.fit(hp, model, seed=seed, on_epoch=hook, prefix="  ", **extra)
+            return self.hypermodel.fit(hp, model, seed=seed, on_epoch=hook, prefix=self._indent,
+                                       **extra)
         except (TrainingError, ConfigError) as e:
             reason, cause = str(e), None
         except Exception as e:

@@ -134,6 +134,11 @@ def test_two_workers_share_a_sweep_and_train_each_value_once(tiny_sets, tmp_path
     owners = {json.loads((d / "emotune.json").read_text())["tuner_id"] for d in trial_dirs}
     assert owners == {"tuner0", "tuner1"}  # both workers trained
     assert proc.stderr.count("trial ") >= 5  # their progress reached this terminal
+    # two trials' epochs interleave there, so each worker's lines name their trial
+    epochs = [line for line in proc.stderr.splitlines() if re.search(r"epoch +\d+/", line)]
+    ends = [line for line in proc.stderr.splitlines() if "trials done" in line]
+    assert len(epochs) >= 5 and len(ends) == 5
+    assert all(re.match(r"  \[trial [1-5]\] ", line) for line in epochs + ends), epochs + ends
     # a fresh study, whichever worker started last (a smoke check: it could only fail when
     # one worker starts after the other has finished a trial; test_search checks the rule)
     assert "resuming" not in proc.stderr
