@@ -106,9 +106,9 @@ def main() -> None:
     base = rows[first]["recommended"]
     for name, r in rows.items():
         if name != first:
-            diff = {k: (v, base[k]) for k, v in r["recommended"].items() if v != base[k]}
+            diff = {k: (base[k], v) for k, v in r["recommended"].items() if v != base[k]}
             print(f"{first} vs {name}: " + ("the same" if not diff else "differs in " + ", ".join(
-                f"{k}: {a} -> {b}" for k, (a, b) in diff.items())))
+                f"{k}: {a} ({first}) vs {b} ({name})" for k, (a, b) in diff.items())))
 
 
 if __name__ == "__main__":

@@ -294,20 +294,24 @@ PARALLEL = [
 def parallel(args) -> int:
     """Epochs per second of N child processes training the default GRU at once."""
     import subprocess
+    import tempfile
 
     cmd = [sys.executable, __file__, "--data", args.data, "--epochs", str(args.epochs),
            "--parallel", "--child"]
     for r in range(args.rounds):
         for name, n, threads in PARALLEL:
+            # stderr (TensorFlow's start-up lines) to files: a full pipe would stall a child
+            errs = [tempfile.TemporaryFile("w+") for _ in range(n)]
             children = [subprocess.Popen(cmd, env={**os.environ, **threads}, text=True,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                        for _ in range(n)]
-            outs = [c.communicate() for c in children]  # stderr: TensorFlow's start-up lines
-            for c, (_, err) in zip(children, outs):
+                                         stdout=subprocess.PIPE, stderr=err) for err in errs]
+            outs = [c.communicate()[0] for c in children]
+            for c, err in zip(children, errs):
                 if c.returncode:
-                    print(f"{name}: a child failed:\n{err}", flush=True)
+                    err.seek(0)
+                    print(f"{name}: a child failed:\n{err.read()}", flush=True)
                     return 1
-            lines = [out.strip().splitlines()[-1] for out, _ in outs]
+                err.close()
+            lines = [out.strip().splitlines()[-1] for out in outs]
             seconds = [float(line.split()[0]) for line in lines]
             print(f"round {r + 1}, {name:<44} {sum(1 / s for s in seconds):.3f} epochs/s; "
                   + " | ".join(lines), flush=True)

@@ -273,7 +273,7 @@ def run_search(study: StudySpec, config: Config, prepared: Any, embedding: Any =
             is refused, and say so when the study is resumed. The chief and workers of
             ``--workers`` pass False: their supervisor holds it and says it (a worker that
             starts after the other has finished a trial would call a fresh study resumed).
-            So does a standalone ``emotune worker``; its ``emotune chief`` says it.
+            A standalone ``emotune worker`` passes False too; its ``emotune chief`` says it.
         tensorboard: also write TensorBoard event files into ``project/tensorboard``
             (``emotune.tensorboard``: the HParams dashboard and every epoch's scalars).
 

@@ -108,8 +108,9 @@ class EmotuneTuner(BaseTuner):
         self._last_model: Any = None
         self._asked = self._began = False  # for the idle wait in pre_create_trial
         # A worker's lines name their trial: with --workers, two trials' epochs interleave on
-        # one terminal.
-        self._worker = os.environ.get("KERASTUNER_TUNER_ID") not in (None, "chief")
+        # one terminal. A worker, as KerasTuner decides it: a chief's address, not the chief.
+        self._worker = ("KERASTUNER_ORACLE_IP" in os.environ
+                        and os.environ.get("KERASTUNER_TUNER_ID", "") not in ("", "chief"))
         self._indent = "  "  # before a trial's lines; set per trial in on_trial_begin
         with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..."
             super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(project),

@@ -142,6 +142,7 @@ def test_two_workers_share_a_sweep_and_train_each_value_once(tiny_sets, tmp_path
     # a fresh study, whichever worker started last (a smoke check: it could only fail when
     # one worker starts after the other has finished a trial; test_search checks the rule)
     assert "resuming" not in proc.stderr
+    assert sum(line.startswith("study ") for line in proc.stderr.splitlines()) == 1  # not 1 each
     assert (project / "chief.log").is_file()
 
 

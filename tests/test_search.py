@@ -165,6 +165,17 @@ def test_only_the_process_that_owns_the_study_says_it_resumes(tmp_path, capsys):
     assert f"resuming {tmp_path / 'study'}: 3 trials on disk" in capsys.readouterr().err
 
 
+def test_a_single_process_marks_no_trial_on_its_lines(tmp_path, capsys, monkeypatch):
+    from emotune.progress import set_quiet
+
+    # an id without a chief's address is no worker, as KerasTuner decides it
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    set_quiet(False)  # the autouse fixture silences the log; it sets it back after the test
+    run(tmp_path, study(["optimizer"]), FakeTrainer())
+    ends = [line for line in capsys.readouterr().err.splitlines() if "trials done" in line]
+    assert len(ends) == 3 and all(line.startswith("  val accuracy ") for line in ends), ends
+
+
 def test_overwrite_starts_over_and_other_settings_are_refused(tmp_path):
     run(tmp_path, study(["optimizer"]), FakeTrainer())
     with pytest.raises(EmotuneError, match="holds a different study .*units"):

@@ -247,8 +247,10 @@ class Search(Command):
         seeds = (f", racing up to {study.race} seeds for values within noise of the best"
                  if study.racing else
                  f", {study.repeats} seeds each" if study.repeats > 1 else "")
-        log(f"study {project}: {study.describe()}; {len(prepared.train.labels)} training rows"
-            f"{seeds}")
+        # with --workers, the first worker says it once for all (the chief's log has it too)
+        if not supervised or os.environ.get("KERASTUNER_TUNER_ID") in ("tuner0", "chief"):
+            log(f"study {project}: {study.describe()}; {len(prepared.train.labels)} training "
+                f"rows{seeds}")
         # The supervisor of --workers holds the study's lock, and says when it resumes; so does
         # `emotune chief`, for its workers (`emotune worker` may run on the chief's machine too).
         outcome = run_search(study, config, prepared, embedding, project=project,
