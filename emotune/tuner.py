@@ -148,10 +148,11 @@ class EmotuneTuner(BaseTuner):
         if repeat:
             seed = self.space.base.train.seed + repeat
             what += f" (seed {seed}: racing, within noise of the best)"
-        # a racing study numbers its seeds among the first round's trials: no "24/19"
-        of = f"/{total}" if total and not self.study.racing else ""
-        log(f"trial {n}{of}: {what}")
-        self._indent = f"  [trial {n}] " if self._worker else "  "
+        # the id is trials.csv's; a racing study numbers its seeds among the first round's
+        # trials: no "24/19"
+        of = f" ({n}/{total})" if total and not self.study.racing else ""
+        log(f"trial {trial.trial_id}{of}: {what}")
+        self._indent = f"  [trial {trial.trial_id}] " if self._worker else "  "
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any
                   ) -> dict[str, float]:
