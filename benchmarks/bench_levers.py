@@ -56,6 +56,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from emotune.cluster import thread_env  # noqa: E402
 from emotune.config import build_config, override, parse_sets  # noqa: E402
 from emotune.progress import set_quiet  # noqa: E402
 from emotune.provenance import benchmark_header  # noqa: E402
@@ -265,8 +266,7 @@ def onednn(args) -> int:
 
     cmd = [sys.executable, __file__, "--data", args.data, "--epochs", str(args.epochs),
            "--onednn", "--child"]
-    threads = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-               "OMP_NUM_THREADS": "1"}
+    threads = thread_env(1)  # as a --workers process runs
     runs: dict[str, list[str]] = {"1": [], "0": []}
     for _ in range(2):
         for flag in ("1", "0"):
@@ -280,14 +280,10 @@ def onednn(args) -> int:
 # (name, processes, environment): today's one process, today's workers, and the alternatives
 PARALLEL = [
     ("1 process, 2 threads (--workers 1)", 1, {}),
-    ("2 processes, intra 1, inter 1 (--workers 2)", 2,
-     {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}),
-    ("2 processes, intra 1, inter 2", 2,
-     {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2", "OMP_NUM_THREADS": "1"}),
-    ("2 processes, intra 2, inter 2", 2,
-     {"TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2", "OMP_NUM_THREADS": "2"}),
-    ("3 processes, intra 1, inter 1", 3,
-     {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}),
+    ("2 processes, intra 1, inter 1 (--workers 2)", 2, thread_env(1)),
+    ("2 processes, intra 1, inter 2", 2, thread_env(1, 2)),
+    ("2 processes, intra 2, inter 2", 2, thread_env(2, 2)),
+    ("3 processes, intra 1, inter 1", 3, thread_env(1)),
 ]
 
 

@@ -160,14 +160,26 @@ def serve_env(host: str, port: int) -> dict[str, str]:
             "KERASTUNER_ORACLE_PORT": str(port)}
 
 
+def thread_env(intra: int, inter: int = 1) -> dict[str, str]:
+    """TensorFlow's thread settings for a trial process (a worker: ``intra`` = its cores)."""
+    return {"TF_NUM_INTRAOP_THREADS": str(intra), "TF_NUM_INTEROP_THREADS": str(inter),
+            "OMP_NUM_THREADS": str(intra)}
+
+
 def worker_env(tuner_id: str, port: int, threads: int | None = None,
                host: str = "127.0.0.1") -> dict[str, str]:
     env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP=host,
                KERASTUNER_ORACLE_PORT=str(port))
     if threads:
-        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
-                   OMP_NUM_THREADS=str(threads))
+        env.update(thread_env(threads))
     return env
+
+
+def is_worker() -> bool:
+    """Whether this process is a KerasTuner worker, as KerasTuner decides it (``worker_env``):
+    a chief's address, and an id that is not the chief's."""
+    return ("KERASTUNER_ORACLE_IP" in os.environ
+            and os.environ.get("KERASTUNER_TUNER_ID", "") not in ("", "chief"))
 
 
 @dataclass

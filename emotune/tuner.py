@@ -13,7 +13,6 @@ import contextlib
 import io
 import itertools
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import keras_tuner as kt
 from keras_tuner.engine.base_tuner import BaseTuner
 
 from emotune import results
+from emotune.cluster import is_worker
 from emotune.config import Config, override, plain
 from emotune.errors import ConfigError, TrainingError
 from emotune.noise import Candidate, contenders, mean_std, noise
@@ -108,9 +108,8 @@ class EmotuneTuner(BaseTuner):
         self._last_model: Any = None
         self._asked = self._began = False  # for the idle wait in pre_create_trial
         # A worker's lines name their trial: with --workers, two trials' epochs interleave on
-        # one terminal. A worker, as KerasTuner decides it: a chief's address, not the chief.
-        self._worker = ("KERASTUNER_ORACLE_IP" in os.environ
-                        and os.environ.get("KERASTUNER_TUNER_ID", "") not in ("", "chief"))
+        # one terminal.
+        self._worker = is_worker()
         self._indent = "  "  # before a trial's lines; set per trial in on_trial_begin
         with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..."
             super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(project),
